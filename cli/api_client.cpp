@@ -1,0 +1,122 @@
+// The CLI's HTTP client of the gateway (cpp-httplib), and the daemon URL resolution of SPEC §3.
+#include "cli/api_client.hpp"
+
+#include <httplib.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdlib>
+
+#include "common/config/loader.hpp"
+
+namespace provisr::cli {
+
+namespace {
+
+constexpr const char* kDefaultUrl = "http://127.0.0.1:8080/api";
+
+struct SplitUrl {
+  std::string scheme_host_port;  // "http://127.0.0.1:8080"
+  std::string path;              // "/api" (no trailing slash)
+};
+
+SplitUrl splitUrl(const std::string& url) {
+  SplitUrl out;
+  auto scheme_end = url.find("://");
+  auto host_start = scheme_end == std::string::npos ? 0 : scheme_end + 3;
+  auto path_start = url.find('/', host_start);
+  if (path_start == std::string::npos) {
+    out.scheme_host_port = url;
+  } else {
+    out.scheme_host_port = url.substr(0, path_start);
+    out.path = url.substr(path_start);
+  }
+  if (scheme_end == std::string::npos) out.scheme_host_port = "http://" + out.scheme_host_port;
+  while (!out.path.empty() && out.path.back() == '/') out.path.pop_back();
+  return out;
+}
+
+}  // namespace
+
+std::string apiUrlFromListen(const std::string& listen, const std::string& base_path) {
+  std::string host = listen;
+  std::string port = "8080";
+  if (auto colon = listen.rfind(':'); colon != std::string::npos) {
+    host = listen.substr(0, colon);
+    port = listen.substr(colon + 1);
+  }
+  if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]") host = "127.0.0.1";
+  std::string base = base_path;
+  if (!base.empty() && base.front() != '/') base.insert(base.begin(), '/');
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return "http://" + host + ":" + port + base;
+}
+
+std::string resolveApiUrl(const std::optional<std::string>& api_url,
+                          const std::optional<std::string>& config_path) {
+  if (api_url && !api_url->empty()) return *api_url;
+  if (const char* env = std::getenv("PROVISR_API_URL"); env && *env) return env;
+  std::optional<std::string> path = config_path;
+  if (!path && ::access("config.toml", R_OK) == 0) path = "config.toml";
+  if (path) {
+    config::LoadOptions opts;
+    opts.check_accounts = false;
+    auto loaded = config::loadConfig(*path, opts);
+    if (loaded.ok()) return apiUrlFromListen(loaded.config->server.listen, loaded.config->server.base_path);
+  }
+  return kDefaultUrl;
+}
+
+ApiClient::ApiClient(std::string base_url, std::optional<std::string> token)
+    : base_url_(std::move(base_url)), token_(std::move(token)) {}
+
+HttpResponse ApiClient::get(const std::string& path_and_query) const {
+  return request("GET", path_and_query, "");
+}
+
+HttpResponse ApiClient::post(const std::string& path_and_query, const std::string& body) const {
+  return request("POST", path_and_query, body);
+}
+
+HttpResponse ApiClient::request(const char* method, const std::string& path_and_query,
+                                const std::string& body) const {
+  SplitUrl url = splitUrl(base_url_);
+  httplib::Client client(url.scheme_host_port);
+  client.set_connection_timeout(std::chrono::seconds(2));
+  client.set_read_timeout(std::chrono::seconds(60));
+  client.set_write_timeout(std::chrono::seconds(10));
+  httplib::Headers headers;
+  if (token_) headers.emplace("Authorization", "Bearer " + *token_);
+  std::string full = url.path + path_and_query;
+  httplib::Result res = std::string(method) == "GET"
+                            ? client.Get(full, headers)
+                            : client.Post(full, headers, body, "application/json");
+  HttpResponse out;
+  if (!res) {
+    out.error = httplib::to_string(res.error());
+    return out;
+  }
+  out.status = res->status;
+  out.body = res->body;
+  return out;
+}
+
+}  // namespace provisr::cli
+
+namespace provisr::cli {
+std::string urlEncode(const std::string& value) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char ch : value) {
+    auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+}  // namespace provisr::cli

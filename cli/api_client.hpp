@@ -1,0 +1,43 @@
+// The CLI's HTTP client of the gateway, and how it finds the daemon (SPEC §3).
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace provisr::cli {
+
+// `--api-url`, `PROVISR_API_URL`, the `[server]` of `--config F`, of `./config.toml`, then the
+// default `http://127.0.0.1:8080/api`. A listen address of `:8080` or `0.0.0.0:8080` is reached
+// at 127.0.0.1.
+std::string resolveApiUrl(const std::optional<std::string>& api_url,
+                          const std::optional<std::string>& config_path);
+
+// `[server] listen` + `base_path` as a URL a local client can reach.
+std::string apiUrlFromListen(const std::string& listen, const std::string& base_path);
+
+struct HttpResponse {
+  int status = 0;     // 0 when the daemon could not be reached
+  std::string body;
+  std::string error;  // transport error when status == 0
+};
+
+class ApiClient {
+ public:
+  explicit ApiClient(std::string base_url, std::optional<std::string> token = std::nullopt);
+  HttpResponse get(const std::string& path_and_query) const;
+  HttpResponse post(const std::string& path_and_query, const std::string& body = "") const;
+  const std::string& baseUrl() const { return base_url_; }
+
+ private:
+  HttpResponse request(const char* method, const std::string& path_and_query,
+                       const std::string& body) const;
+  std::string base_url_;
+  std::optional<std::string> token_;
+};
+
+}  // namespace provisr::cli
+
+namespace provisr::cli {
+// Percent-encodes a query value.
+std::string urlEncode(const std::string& value);
+}  // namespace provisr::cli
