@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/util/clock.hpp"
@@ -165,6 +166,9 @@ struct Config {
   bool use_os_env = false;
   std::vector<std::string> env;        // global "K=V" list as written
   std::vector<std::string> env_files;  // absolute
+  // What env_files held at load time, merged in file order (values still unexpanded: `${NAME}`
+  // is expanded per child by childEnvironment, from the layers before it).
+  std::vector<std::pair<std::string, std::string>> env_file_vars;
   std::string programs_directory;      // absolute
   std::optional<std::string> pid_dir;  // absolute
   LogSettings log;                     // global `[log]`
