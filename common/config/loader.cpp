@@ -40,6 +40,20 @@ std::vector<Diagnostic> LoadResult::warnings() const {
   return out;
 }
 
+std::vector<Diagnostic> ProgramLoadResult::errors() const {
+  std::vector<Diagnostic> out;
+  for (const auto& d : diagnostics)
+    if (d.isError()) out.push_back(d);
+  return out;
+}
+
+std::vector<Diagnostic> ProgramLoadResult::warnings() const {
+  std::vector<Diagnostic> out;
+  for (const auto& d : diagnostics)
+    if (!d.isError()) out.push_back(d);
+  return out;
+}
+
 namespace {
 
 using EnvMap = std::map<std::string, std::string>;
@@ -601,7 +615,10 @@ ProgramLoadResult loadProgramText(std::string_view text, std::string_view format
   ProgramLoadResult r;
   std::string path = absolutePath(virtual_path);
   auto d = loadProgramDocument(text, std::string(format), path, cfg.dir, flat_spec, r.diagnostics);
-  if (!d) return r;
+  if (!d) {
+    r.skipped = r.errors().empty();
+    return r;
+  }
   // Judge the new program against the others; a program of the same file is the one it replaces.
   std::vector<Draft> drafts;
   for (const auto& p : cfg.programs) {

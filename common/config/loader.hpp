@@ -43,7 +43,10 @@ LoadResult loadConfig(const std::string& path, const LoadOptions& options = {});
 struct ProgramLoadResult {
   std::optional<ProgramSpec> program;
   std::vector<Diagnostic> diagnostics;
+  bool skipped = false;  // a valid file of a type provisr skips (`cronjob`): no program, no error
   bool ok() const { return program.has_value(); }
+  std::vector<Diagnostic> errors() const;
+  std::vector<Diagnostic> warnings() const;
 };
 ProgramLoadResult loadProgramFile(const std::string& path, const Config& cfg,
                                   const LoadOptions& options = {});

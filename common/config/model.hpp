@@ -43,6 +43,7 @@ struct LogSettings {
   std::optional<int> max_age_days;
   std::optional<bool> compress;
   std::optional<bool> timestamps;
+  bool operator==(const LogSettings&) const = default;
 };
 
 // Log settings after the global `[log]` and `[daemon] log_dir` filled every gap (SPEC §1.6).
@@ -59,6 +60,7 @@ struct LogPolicy {
   // `<dir>/<instance>.stdout.log` unless an explicit path is set.
   std::string stdoutFile(const std::string& instance) const;
   std::string stderrFile(const std::string& instance) const;
+  bool operator==(const LogPolicy&) const = default;
 };
 
 struct RestartBackoff {
@@ -66,6 +68,7 @@ struct RestartBackoff {
   double factor = 2.0;
   Duration reset_after = 60s;
   double jitter = 0.0;  // fraction, 0..1
+  bool operator==(const RestartBackoff&) const = default;
 };
 
 enum class Origin {
@@ -110,11 +113,13 @@ struct ProgramSpec {
   // `<name>` for one instance, `<name>-1 … <name>-N` otherwise.
   std::vector<std::string> instanceNames() const;
   std::string instanceName(int index) const;  // index is 1-based
+  bool operator==(const ProgramSpec&) const = default;
 };
 
 struct GroupSpec {
   std::string name;
   std::vector<std::string> members;  // program base names
+  bool operator==(const GroupSpec&) const = default;
 };
 
 struct AuthConfig {
