@@ -1,0 +1,591 @@
+// Log writer: tee to peek, splice to move, pwrite only when timestamps force a copy.
+#include "spawner/log_writer.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <map>
+
+namespace provisr::spawner {
+namespace {
+
+constexpr std::size_t kPage = 4096;
+constexpr std::size_t kMaxCarry = 64 * 1024;  // timestamps: longest partial line held in memory
+constexpr std::size_t kTimestampLen = 19;     // yyyymmddThhmmss.mmm
+constexpr mode_t kFileMode = 0640;
+constexpr mode_t kDirMode = 0750;
+
+Error sysError(const std::string& what, int err) {
+  return makeError(ErrorCode::kInternal, what + ": " + std::strerror(err) + " (errno " + std::to_string(err) + ")");
+}
+
+struct SplitName {
+  std::string dir;   // with trailing '/', or empty
+  std::string stem;  // "api.out"
+  std::string ext;   // ".log" or empty
+};
+
+SplitName splitName(const std::string& path) {
+  SplitName s;
+  auto slash = path.rfind('/');
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  s.dir = slash == std::string::npos ? std::string() : path.substr(0, slash + 1);
+  auto dot = base.rfind('.');
+  if (dot == std::string::npos || dot == 0) {
+    s.stem = base;
+  } else {
+    s.stem = base.substr(0, dot);
+    s.ext = base.substr(dot);
+  }
+  return s;
+}
+
+std::string formatCompact(WallTime t) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  std::array<char, 32> buf{};
+  std::size_t n = std::strftime(buf.data(), buf.size(), "%Y%m%dT%H%M%S", &tm);
+  std::snprintf(buf.data() + n, buf.size() - n, ".%03d", static_cast<int>(ms % 1000));
+  return buf.data();
+}
+
+std::string formatRfc3339(WallTime t) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  std::array<char, 40> buf{};
+  std::size_t n = std::strftime(buf.data(), buf.size(), "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf.data() + n, buf.size() - n, ".%03dZ ", static_cast<int>(ms % 1000));
+  return buf.data();
+}
+
+// yyyymmddThhmmss.mmm → time; false when it is not one.
+bool parseCompact(const std::string& s, WallTime& out) {
+  if (s.size() != kTimestampLen || s[8] != 'T' || s[15] != '.') return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (i != 8 && i != 15 && (s[i] < '0' || s[i] > '9')) return false;
+  }
+  std::tm tm{};
+  tm.tm_year = std::stoi(s.substr(0, 4)) - 1900;
+  tm.tm_mon = std::stoi(s.substr(4, 2)) - 1;
+  tm.tm_mday = std::stoi(s.substr(6, 2));
+  tm.tm_hour = std::stoi(s.substr(9, 2));
+  tm.tm_min = std::stoi(s.substr(11, 2));
+  tm.tm_sec = std::stoi(s.substr(13, 2));
+  std::time_t secs = ::timegm(&tm);
+  out = WallTime(std::chrono::seconds(secs)) + std::chrono::milliseconds(std::stoi(s.substr(16, 3)));
+  return true;
+}
+
+// Backups of `path` by timestamp: the files (plain and/or .gz) of each.
+std::map<std::string, std::vector<std::string>> listBackups(const std::string& path) {
+  std::map<std::string, std::vector<std::string>> out;
+  SplitName n = splitName(path);
+  DIR* d = ::opendir(n.dir.empty() ? "." : n.dir.c_str());
+  if (d == nullptr) return out;
+  std::string prefix = n.stem + "-";
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name.size() < prefix.size() + kTimestampLen || name.compare(0, prefix.size(), prefix) != 0) continue;
+    std::string ts = name.substr(prefix.size(), kTimestampLen);
+    std::string rest = name.substr(prefix.size() + kTimestampLen);
+    WallTime t;
+    if (!parseCompact(ts, t)) continue;
+    if (rest != n.ext && rest != n.ext + ".gz") continue;
+    out[ts].push_back(n.dir + name);
+  }
+  ::closedir(d);
+  return out;
+}
+
+Status makeDirs(const std::string& dir) {
+  if (dir.empty()) return {};
+  std::string cur;
+  std::size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = dir.find('/', pos + 1);
+    cur = dir.substr(0, pos);
+    if (cur.empty()) continue;
+    if (::mkdir(cur.c_str(), kDirMode) != 0 && errno != EEXIST) return sysError("mkdir " + cur, errno);
+  }
+  return {};
+}
+
+std::size_t countNewlines(const char* p, std::size_t n) {
+  return static_cast<std::size_t>(std::count(p, p + n, '\n'));
+}
+
+}  // namespace
+
+std::string backupName(const std::string& path, WallTime t) {
+  SplitName n = splitName(path);
+  return n.dir + n.stem + "-" + formatCompact(t) + n.ext;
+}
+
+std::size_t pruneBackups(const std::string& path, const RotationPolicy& policy, WallTime now) {
+  auto backups = listBackups(path);
+  std::size_t removed = 0;
+  std::size_t kept = 0;
+  // Newest first: the map is ordered by timestamp, which the fixed-width format sorts correctly.
+  for (auto it = backups.rbegin(); it != backups.rend(); ++it) {
+    WallTime t;
+    parseCompact(it->first, t);
+    bool tooMany = policy.maxBackups > 0 && kept >= policy.maxBackups;
+    bool tooOld = policy.maxAgeDays > 0 && now - t > std::chrono::hours(24) * policy.maxAgeDays;
+    if (!tooMany && !tooOld) {
+      ++kept;
+      continue;
+    }
+    for (const auto& f : it->second) {
+      if (::unlink(f.c_str()) == 0) ++removed;
+    }
+  }
+  return removed;
+}
+
+Status gzipFile(const std::string& src) {
+  UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) return sysError("open " + src, errno);
+  std::string tmp = src + ".gz.tmp";
+  int outFd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, kFileMode);
+  if (outFd < 0) return sysError("open " + tmp, errno);
+  gzFile gz = ::gzdopen(outFd, "wb6");
+  if (gz == nullptr) {
+    ::close(outFd);
+    ::unlink(tmp.c_str());
+    return makeError(ErrorCode::kInternal, "gzdopen " + tmp + " failed");
+  }
+  std::vector<char> buf(256 * 1024);
+  bool ok = true;
+  for (;;) {
+    ssize_t n = ::read(in.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ok = false;
+      break;
+    }
+    if (n == 0) break;
+    if (::gzwrite(gz, buf.data(), static_cast<unsigned>(n)) != static_cast<int>(n)) {
+      ok = false;
+      break;
+    }
+  }
+  if (::gzclose(gz) != Z_OK) ok = false;  // closes outFd too
+  if (!ok || ::rename(tmp.c_str(), (src + ".gz").c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return makeError(ErrorCode::kInternal, "gzip of " + src + " failed");
+  }
+  ::unlink(src.c_str());
+  return {};
+}
+
+// ---- Compressor -----------------------------------------------------------------------------
+
+Compressor::Compressor() : worker_([this](std::stop_token stop) { run(stop); }) {}
+
+Compressor::~Compressor() {
+  worker_.request_stop();
+  cv_.notify_all();
+}
+
+void Compressor::submit(std::string backup, std::string path, RotationPolicy policy, WallTime now) {
+  {
+    std::lock_guard lock(mu_);
+    jobs_.push_back(Job{std::move(backup), std::move(path), policy, now});
+  }
+  cv_.notify_one();
+}
+
+void Compressor::waitIdle() {
+  std::unique_lock lock(mu_);
+  idleCv_.wait(lock, [&] { return jobs_.empty() && !busy_; });
+}
+
+std::uint64_t Compressor::compressed() const {
+  std::lock_guard lock(mu_);
+  return compressed_;
+}
+
+std::uint64_t Compressor::failures() const {
+  std::lock_guard lock(mu_);
+  return failures_;
+}
+
+void Compressor::run(std::stop_token stop) {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mu_);
+      if (!cv_.wait(lock, stop, [&] { return !jobs_.empty(); })) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+      busy_ = true;
+    }
+    bool ok = true;
+    bool did = false;
+    struct stat st {};
+    // A backup pruned by an earlier job (it fell past max_backups while queued) is skipped.
+    if (!job.backup.empty() && ::lstat(job.backup.c_str(), &st) == 0) {
+      did = true;
+      ok = gzipFile(job.backup).ok();
+    }
+    pruneBackups(job.path, job.policy, job.now);
+    {
+      std::lock_guard lock(mu_);
+      busy_ = false;
+      if (did && ok) ++compressed_;
+      if (did && !ok) ++failures_;
+      if (jobs_.empty()) idleCv_.notify_all();
+    }
+  }
+}
+
+// ---- LogFile --------------------------------------------------------------------------------
+
+Result<std::shared_ptr<LogFile>> LogFile::open(std::string path, RotationPolicy policy, const Clock& clock,
+                                               Compressor* compressor) {
+  std::shared_ptr<LogFile> f(new LogFile(std::move(path), policy, clock, compressor));
+  SplitName n = splitName(f->path_);
+  if (Status st = makeDirs(n.dir); !st.ok()) return st.error();
+  if (Status st = f->openFd(); !st.ok()) return st.error();
+  if (policy.compress && compressor != nullptr) {
+    // Backups a previous spawner rotated but did not get to compress.
+    for (const auto& [ts, files] : listBackups(f->path_)) {
+      if (files.size() == 1 && files[0].size() > 3 && files[0].compare(files[0].size() - 3, 3, ".gz") != 0) {
+        compressor->submit(files[0], f->path_, policy, clock.wallNow());
+      }
+    }
+  }
+  return f;
+}
+
+Status LogFile::openFd() {
+  int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, kFileMode);
+  if (fd < 0) {
+    fd_.reset();
+    return sysError("open " + path_, errno);
+  }
+  fd_.reset(fd);
+  struct stat st {};
+  offset_ = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? static_cast<std::uint64_t>(st.st_size) : 0;
+  return {};
+}
+
+Status LogFile::reopen() { return openFd(); }
+
+Status LogFile::rotate() {
+  // Names must grow with each rotation (pruning keeps the newest by name), even when the clock
+  // stands still or steps back, and never collide.
+  WallTime t = std::max(clock_.wallNow(), lastBackup_ + std::chrono::milliseconds(1));
+  std::string backup = backupName(path_, t);
+  // Two rotations within one millisecond: the next free millisecond keeps names unique and ordered.
+  struct stat st {};
+  while (::lstat(backup.c_str(), &st) == 0 || ::lstat((backup + ".gz").c_str(), &st) == 0) {
+    t += std::chrono::milliseconds(1);
+    backup = backupName(path_, t);
+  }
+  if (::rename(path_.c_str(), backup.c_str()) != 0 && errno != ENOENT) {
+    return sysError("rename " + path_ + " to " + backup, errno);
+  }
+  lastBackup_ = t;
+  ++rotations_;
+  Status st2 = openFd();
+  afterRotate(backup);
+  return st2;
+}
+
+void LogFile::afterRotate(const std::string& backup) {
+  if (compressor_ != nullptr) {
+    compressor_->submit(policy_.compress ? backup : std::string(), path_, policy_, clock_.wallNow());
+  } else {
+    pruneBackups(path_, policy_, clock_.wallNow());
+  }
+}
+
+Status LogFile::prepareWrite(std::size_t n) {
+  if (!fd_) {
+    if (Status st = openFd(); !st.ok()) return st;  // e.g. the disk or directory came back
+  }
+  if (policy_.maxSize > 0 && offset_ > 0 && offset_ + n > policy_.maxSize) return rotate();
+  return {};
+}
+
+// ---- LogFileSet -----------------------------------------------------------------------------
+
+Result<std::shared_ptr<LogFile>> LogFileSet::get(const std::string& path, const RotationPolicy& policy) {
+  std::string key = std::filesystem::path(path).lexically_normal().string();
+  auto it = files_.find(key);
+  if (it != files_.end()) {
+    if (auto live = it->second.lock()) return live;
+  }
+  auto f = LogFile::open(key, policy, clock_, compressor_);
+  if (!f.ok()) return f.error();
+  files_[key] = *f;
+  return f;
+}
+
+Status LogFileSet::reopenAll() {
+  Status first;
+  for (auto it = files_.begin(); it != files_.end();) {
+    auto live = it->second.lock();
+    if (!live) {
+      it = files_.erase(it);
+      continue;
+    }
+    Status st = live->reopen();
+    if (!st.ok() && first.ok()) first = st;
+    ++it;
+  }
+  return first;
+}
+
+// ---- LogScratch -----------------------------------------------------------------------------
+
+Result<std::unique_ptr<LogScratch>> LogScratch::create() {
+  std::unique_ptr<LogScratch> s(new LogScratch());
+  std::array<int, 2> fds{};
+  if (::pipe2(fds.data(), O_CLOEXEC | O_NONBLOCK) != 0) return sysError("pipe2", errno);
+  s->read_.reset(fds[0]);
+  s->write_.reset(fds[1]);
+  s->devNull_.reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  if (!s->devNull_) return sysError("open /dev/null", errno);
+  int cap = ::fcntl(s->write_.get(), F_GETPIPE_SZ);
+  s->capacity_ = cap > 0 ? static_cast<std::size_t>(cap) : 65536;
+  s->buffer_.resize(s->capacity_);
+  return s;
+}
+
+void LogScratch::ensureCapacity(std::size_t bytes) {
+  if (bytes <= capacity_) return;
+  int cap = ::fcntl(write_.get(), F_SETPIPE_SZ, static_cast<int>(bytes));
+  if (cap > 0) capacity_ = static_cast<std::size_t>(cap);
+  buffer_.resize(capacity_);
+}
+
+// ---- LogStream ------------------------------------------------------------------------------
+
+LogStream::LogStream(UniqueFd pipe, std::shared_ptr<LogFile> file, LogScratch& scratch, const Clock& clock,
+                     LogStreamKind kind, bool timestamps, std::shared_ptr<LogRing> ring)
+    : pipe_(std::move(pipe)),
+      file_(std::move(file)),
+      scratch_(scratch),
+      clock_(clock),
+      kind_(kind),
+      timestamps_(timestamps),
+      ring_(std::move(ring)) {
+  file_->addWriter();
+  int fl = ::fcntl(pipe_.get(), F_GETFL);
+  if (fl >= 0) ::fcntl(pipe_.get(), F_SETFL, fl | O_NONBLOCK);
+  int cap = ::fcntl(pipe_.get(), F_GETPIPE_SZ);
+  if (cap > 0) pipeCapacity_ = static_cast<std::size_t>(cap);
+  scratch_.ensureCapacity(pipeCapacity_);
+}
+
+LogStream::~LogStream() {
+  if (!eof_) file_->removeWriter();
+}
+
+PumpResult LogStream::pump(bool flushPartial, std::size_t budget) {
+  PumpResult r = timestamps_ ? pumpCopy(flushPartial, budget) : pumpSplice(flushPartial, budget);
+  if (r == PumpResult::kEof && !eof_) {
+    // A stream at EOF writes no more: the file's other writers need not keep whole lines for it.
+    eof_ = true;
+    file_->removeWriter();
+    if (ring_) ring_->flushPartial(kind_);
+  }
+  return r;
+}
+
+bool LogStream::writersGone() const {
+  pollfd p{pipe_.get(), POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) != 0;
+}
+
+std::size_t LogStream::bytesInPipe() const {
+  int n = 0;
+  if (::ioctl(pipe_.get(), FIONREAD, &n) != 0) return 0;
+  return static_cast<std::size_t>(n);
+}
+
+PumpResult LogStream::pumpSplice(bool flushPartial, std::size_t budget) {
+  std::size_t spent = 0;
+  for (;;) {
+    if (spent >= budget) return PumpResult::kMore;
+    // Peek: tee duplicates the pipe's buffers into the scratch pipe without consuming them.
+    ssize_t t = ::tee(pipe_.get(), scratch_.writeFd(), scratch_.capacity(), SPLICE_F_NONBLOCK);
+    if (t < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return PumpResult::kDrained;
+      counters_.lastErrno = errno;
+      return PumpResult::kEof;
+    }
+    if (t == 0) return PumpResult::kEof;
+    std::vector<char>& buf = scratch_.buffer();
+    std::size_t n = static_cast<std::size_t>(t);
+    std::size_t got = 0;
+    while (got < n) {
+      ssize_t r = ::read(scratch_.readFd(), buf.data() + got, n - got);
+      if (r > 0) {
+        got += static_cast<std::size_t>(r);
+      } else if (r < 0 && errno == EINTR) {
+        continue;
+      } else {
+        break;
+      }
+    }
+    n = got;
+    std::size_t want = n;
+    if (file_->shared() && !flushPartial) {
+      const void* nl = ::memrchr(buf.data(), '\n', n);
+      if (nl != nullptr) {
+        want = static_cast<std::size_t>(static_cast<const char*>(nl) - buf.data()) + 1;
+      } else if (bytesInPipe() + kPage <= pipeCapacity_ && !writersGone()) {
+        // A partial line with room behind it: leave it in the pipe (safe across a spawner
+        // crash) until its newline comes. A full pipe would block the child, so that one is split.
+        return PumpResult::kHeld;
+      }
+    }
+    std::size_t written = spliceToFile(want);
+    account(buf.data(), want, written);
+    spent += want;
+  }
+}
+
+std::size_t LogStream::spliceToFile(std::size_t want) {
+  std::size_t left = want;
+  std::size_t written = 0;
+  while (left > 0) {
+    if (Status st = file_->prepareWrite(left); !st.ok()) counters_.lastErrno = EIO;
+    if (file_->fd() < 0) {
+      ++counters_.writeErrors;
+      counters_.lastErrno = EBADF;
+      break;
+    }
+    loff_t off = static_cast<loff_t>(file_->offset());
+    ssize_t r = ::splice(pipe_.get(), nullptr, file_->fd(), &off, left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (r > 0) {
+      file_->advance(static_cast<std::size_t>(r));
+      left -= static_cast<std::size_t>(r);
+      written += static_cast<std::size_t>(r);
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    // Disk full, I/O error, a file that refuses splice: drop rather than block the child forever.
+    ++counters_.writeErrors;
+    counters_.lastErrno = r < 0 ? errno : EIO;
+    break;
+  }
+  if (left > 0) dropFromPipe(left);
+  return written;
+}
+
+std::size_t LogStream::dropFromPipe(std::size_t n) {
+  std::size_t dropped = 0;
+  while (dropped < n) {
+    ssize_t r = ::splice(pipe_.get(), nullptr, scratch_.devNull(), nullptr, n - dropped, SPLICE_F_NONBLOCK);
+    if (r > 0) {
+      dropped += static_cast<std::size_t>(r);
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    // Fall back to reading into a throwaway buffer.
+    std::array<char, 4096> sink{};
+    ssize_t rd = ::read(pipe_.get(), sink.data(), std::min(sink.size(), n - dropped));
+    if (rd <= 0) break;
+    dropped += static_cast<std::size_t>(rd);
+  }
+  return dropped;
+}
+
+void LogStream::account(const char* data, std::size_t n, std::size_t written) {
+  counters_.bytes += written;
+  counters_.lines += countNewlines(data, written);
+  counters_.droppedBytes += n - written;
+  if (ring_) ring_->append(kind_, std::string_view(data, n));
+}
+
+PumpResult LogStream::pumpCopy(bool flushPartial, std::size_t budget) {
+  std::size_t spent = 0;
+  for (;;) {
+    if (spent >= budget) return PumpResult::kMore;
+    std::vector<char>& buf = scratch_.buffer();
+    ssize_t r = ::read(pipe_.get(), buf.data(), buf.size());
+    bool eof = r == 0;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) {
+        counters_.lastErrno = errno;
+        eof = true;
+      }
+    }
+    std::size_t n = r > 0 ? static_cast<std::size_t>(r) : 0;
+    std::string_view data(buf.data(), n);
+    if (ring_ && n > 0) ring_->append(kind_, data);
+
+    std::string stamp = formatRfc3339(clock_.wallNow());
+    std::string all = std::move(carry_);
+    all.append(data);
+    carry_.clear();
+    std::string out;
+    out.reserve(all.size() + 64);
+    std::size_t pos = 0;
+    for (std::size_t nl; (nl = all.find('\n', pos)) != std::string::npos; pos = nl + 1) {
+      if (atLineStart_) out += stamp;
+      out.append(all, pos, nl + 1 - pos);
+      atLineStart_ = true;
+    }
+    carry_ = all.substr(pos);
+    if (!carry_.empty() && (carry_.size() >= kMaxCarry || flushPartial || eof)) {
+      if (atLineStart_) out += stamp;
+      out += carry_;
+      atLineStart_ = false;
+      carry_.clear();
+    }
+    // Raw bytes count once they are written: the carry's bytes wait for their line.
+    std::size_t rawOut = all.size() - carry_.size();
+    if (!out.empty()) writeCopied(out, rawOut, countNewlines(all.data(), rawOut));
+    spent += n;
+    if (eof) return PumpResult::kEof;
+    if (r < 0) return carry_.empty() ? PumpResult::kDrained : PumpResult::kHeld;
+  }
+}
+
+void LogStream::writeCopied(const std::string& out, std::size_t rawBytes, std::size_t rawLines) {
+  if (Status st = file_->prepareWrite(out.size()); !st.ok()) counters_.lastErrno = EIO;
+  std::size_t done = 0;
+  while (done < out.size() && file_->fd() >= 0) {
+    ssize_t w = ::pwrite(file_->fd(), out.data() + done, out.size() - done, static_cast<off_t>(file_->offset()));
+    if (w > 0) {
+      file_->advance(static_cast<std::size_t>(w));
+      done += static_cast<std::size_t>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    ++counters_.writeErrors;
+    counters_.lastErrno = w < 0 ? errno : EIO;
+    break;
+  }
+  if (done == out.size()) {
+    counters_.bytes += rawBytes;
+    counters_.lines += rawLines;
+  } else {
+    counters_.droppedBytes += rawBytes;
+  }
+}
+
+}  // namespace provisr::spawner
