@@ -364,8 +364,8 @@ bool canEnforceCaps(const LoadOptions& o) {
 }
 
 // Cross-program checks over every draft; only drafts with `check` set get diagnostics.
-void validatePrograms(std::vector<Draft>& drafts, const Config& cfg, const LoadOptions& o,
-                      std::vector<Diagnostic>& out, const EnvMap& globals_env) {
+void validatePrograms(std::vector<Draft>& drafts, const std::set<std::string>& broken_names, const Config& cfg,
+                      const LoadOptions& o, std::vector<Diagnostic>& out, const EnvMap& globals_env) {
   std::map<std::string, const Draft*> by_name;
   for (auto& d : drafts) {
     Sink s(out, d.spec.source_file);
@@ -403,6 +403,7 @@ void validatePrograms(std::vector<Draft>& drafts, const Config& cfg, const LoadO
     Sink s(out, d.spec.source_file);
     for (const auto& dep : d.spec.depends_on) {
       auto it = by_name.find(dep);
+      if (it == by_name.end() && broken_names.count(dep)) continue;  // already reported in its own file
       if (it == by_name.end()) {
         s.error(d.depends_line, keyOf(d, "depends_on"), "unknown program `" + dep + "`" +
                                                             detail::didYouMean(dep, [&] {
@@ -581,15 +582,19 @@ LoadResult loadConfig(const std::string& path, const LoadOptions& options) {
     if (auto d = loadProgramDocument(*ftext, detail::formatForPath(f), f, cfg.dir, false, r.diagnostics))
       drafts.push_back(std::move(*d));
   }
+  std::set<std::string> broken_names;
+  for (const auto& d : drafts)
+    if (!d.valid) broken_names.insert(d.spec.name);
+  drafts.erase(std::remove_if(drafts.begin(), drafts.end(), [](const Draft& d) { return !d.valid; }), drafts.end());
   EnvMap globals = globalEnvironment(cfg, options, &s, &md);
-  validatePrograms(drafts, cfg, options, r.diagnostics, globals);
+  validatePrograms(drafts, broken_names, cfg, options, r.diagnostics, globals);
 
   // Groups: valid, unique, every member a known program.
   std::set<std::string> group_names;
   for (const auto& gd : md.groups) {
     if (!gd.group.name.empty() && !group_names.insert(gd.group.name).second)
       s.error(gd.line, gd.key + ".name", "duplicate group name `" + gd.group.name + "`");
-    std::vector<std::string> names;
+    std::vector<std::string> names(broken_names.begin(), broken_names.end());
     for (const auto& d : drafts) names.push_back(d.spec.name);
     for (std::size_t i = 0; i < gd.group.members.size(); ++i) {
       const auto& m = gd.group.members[i];
@@ -615,6 +620,7 @@ ProgramLoadResult loadProgramText(std::string_view text, std::string_view format
   ProgramLoadResult r;
   std::string path = absolutePath(virtual_path);
   auto d = loadProgramDocument(text, std::string(format), path, cfg.dir, flat_spec, r.diagnostics);
+  if (d && !d->valid) return r;
   if (!d) {
     r.skipped = r.errors().empty();
     return r;
@@ -630,7 +636,7 @@ ProgramLoadResult loadProgramText(std::string_view text, std::string_view format
   }
   drafts.push_back(std::move(*d));
   EnvMap globals = globalEnvironment(cfg, options, nullptr, nullptr);
-  validatePrograms(drafts, cfg, options, r.diagnostics, globals);
+  validatePrograms(drafts, {}, cfg, options, r.diagnostics, globals);
   if (std::any_of(r.diagnostics.begin(), r.diagnostics.end(), [](const auto& x) { return x.isError(); })) return r;
   r.program = std::move(drafts.back().spec);
   return r;

@@ -273,7 +273,7 @@ std::optional<Draft> decodeSpec(Sink& s, const Node& n, const std::string& key, 
   }
   for (const char* k : {"detectors", "lifecycle", "detached", "pid_file"}) t.unsupported(k);
   t.finish();
-  if (s.errors() != errors_before) return std::nullopt;
+  d.valid = s.errors() == errors_before;
   return d;
 }
 

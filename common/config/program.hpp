@@ -22,6 +22,7 @@ struct Draft {
   int depends_line = 0;
   int log_line = 0;
   bool check = true;     // false for programs already in a Config (only the new ones are judged)
+  bool valid = true;     // false when the spec itself had an error: kept only so its name is known
 };
 
 struct SpecContext {
@@ -31,7 +32,8 @@ struct SpecContext {
 };
 
 LogSettings decodeLog(Sink& s, const Node& n, const std::string& key, const std::string& base_dir);
-// nullopt when the spec has an error (all of them recorded).
+// Always a Draft; `valid` is false when the spec had an error (all of them recorded), so that
+// a broken program does not also make every group and dependency naming it "unknown".
 std::optional<Draft> decodeSpec(Sink& s, const Node& n, const std::string& key, const SpecContext& ctx);
 // `{type, spec}` (plus `origin` in program files); nullopt for errors and skipped cronjobs.
 std::optional<Draft> decodeEnvelope(Sink& s, const Node& root, const std::string& key, SpecContext ctx,

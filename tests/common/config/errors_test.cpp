@@ -230,3 +230,14 @@ TEST_CASE("missing or unreadable main files are errors, not crashes", "[common]"
   auto json_list = loadConfig(tmp.write("list.json", "[1]"), testOptions());
   CHECK_FALSE(json_list.ok());
 }
+
+TEST_CASE("a broken program is not also an unknown group member or dependency", "[common]") {
+  TempDir tmp;
+  std::string main = tmp.write("config.toml", "[[groups]]\nname = \"g\"\nmembers = [\"a\", \"b\"]\n");
+  tmp.write("programs/a.toml", program("a", "instances = -1\n"));
+  tmp.write("programs/b.toml", program("b", "depends_on = [\"a\"]\n"));
+  auto r = loadConfig(main, testOptions());
+  INFO(dump(r.diagnostics));
+  REQUIRE(r.errors().size() == 1);
+  CHECK(r.errors()[0].key == "spec.instances");
+}
