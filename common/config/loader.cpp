@@ -122,7 +122,7 @@ struct MainDraft {
   std::vector<GroupDraft> groups;
   std::vector<int> env_lines;
   int env_files_line = 0;
-  std::string main_file;
+  int daemon_user_line = 0;
 };
 
 void decodeServer(Sink& s, const Node& n, ServerConfig& out, const std::string& dir) {
@@ -267,7 +267,10 @@ void decodeMain(Sink& s, const Node& root, Config& cfg, MainDraft& md, const Loa
     mt.unsupported("process_metrics");
     mt.finish();
   }
-  if (const Node* d = t.get("daemon"); expectTable(s, d, "daemon")) decodeDaemon(s, *d, cfg.daemon, dir);
+  if (const Node* d = t.get("daemon"); expectTable(s, d, "daemon")) {
+    decodeDaemon(s, *d, cfg.daemon, dir);
+    if (const Node* u = d->find("user")) md.daemon_user_line = u->line;
+  }
   fillDaemonDefaults(cfg.daemon, o);
   if (const Node* g = t.get("groups")) {
     if (g->kind != Node::Kind::kArray) {
@@ -516,14 +519,17 @@ std::vector<std::string> listProgramFiles(const std::string& dir, Sink& s) {
     s.error(0, "programs_directory", "`" + dir + "` is not a directory");
     return out;
   }
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    std::string name = e.path().filename().string();
-    if (name.empty() || name[0] == '.') continue;
-    if (detail::formatForPath(name).empty()) continue;
-    if (!e.is_regular_file(ec)) continue;
-    out.push_back(e.path().string());
+  try {
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      std::string name = e.path().filename().string();
+      if (name.empty() || name[0] == '.') continue;
+      if (detail::formatForPath(name).empty()) continue;
+      if (!e.is_regular_file(ec)) continue;  // follows symlinks; directories are not descended
+      out.push_back(e.path().string());
+    }
+  } catch (const std::filesystem::filesystem_error& e) {
+    s.error(0, "programs_directory", "cannot list `" + dir + "`: " + e.code().message());
   }
-  if (ec) s.error(0, "programs_directory", "cannot list `" + dir + "`: " + ec.message());
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -605,7 +611,7 @@ LoadResult loadConfig(const std::string& path, const LoadOptions& options) {
     cfg.groups.push_back(gd.group);
   }
   if (options.check_accounts && cfg.daemon.user && getpwnam(cfg.daemon.user->c_str()) == nullptr)
-    s.error(0, "daemon.user", "unknown user `" + *cfg.daemon.user + "`");
+    s.error(md.daemon_user_line, "daemon.user", "unknown user `" + *cfg.daemon.user + "`");
 
   sortDiagnostics(r.diagnostics, file_order);
   bool failed = std::any_of(r.diagnostics.begin(), r.diagnostics.end(), [](const auto& d) { return d.isError(); });

@@ -149,6 +149,13 @@ const std::vector<Case>& cases() {
        "spec.retry_interval", "cannot be negative"},
       {"log both flat and Go shapes", {{"programs/p.toml", program("p", "[spec.log]\ndir = \"a\"\n[spec.log.file]\ndir = \"b\"\n")}},
        "programs/p.toml", 8, "spec.log.file.dir", "conflicts with `spec.log.dir`"},
+      {"JSON lines survive escaped quotes and brackets inside strings",
+       {{"programs/p.json", "{\"type\": \"process\", \"spec\": {\n  \"name\": \"p\",\n"
+                            "  \"command\": \"sh -c 'echo \\\"{[}]\\\" \\\\'\",\n  \"env\": [\n    \"A=1\",\n"
+                            "    \"B\"\n  ],\n  \"stop_timeout\": \"9x\"\n}}\n"}},
+       "programs/p.json", 6, "spec.env[1]", "must be \"NAME=value\""},
+      {"unknown daemon user", {{"config.toml", "[daemon]\n\nuser = \"no-such-user-provisr\"\n"}}, "config.toml", 3,
+       "daemon.user", "unknown user", false, true},
       // ---- warnings ----
       {"integer duration below 1000", {{"programs/p.toml", program("p", "retry_interval = 5\n")}}, "programs/p.toml", 5,
        "spec.retry_interval", "integer durations are nanoseconds", true},
