@@ -8,6 +8,9 @@
 
 namespace provisr::master {
 
+static_assert(static_cast<std::size_t>(State::kFatal) + 1 == kStateCount, "a state without a table row");
+static_assert(static_cast<std::size_t>(EventKind::kAdopted) + 1 == kEventCount, "an event without a column");
+
 namespace {
 
 std::string describeExit(std::optional<int> code, std::optional<int> signal) {
@@ -65,6 +68,14 @@ Event Event::exitedSignal(std::uint64_t gen, int sig) {
   Event e = of(EventKind::kExited);
   e.generation = gen;
   e.exit_signal = sig;
+  return e;
+}
+
+Event Event::adopted(std::uint64_t gen, pid_t pid, std::optional<WallTime> started_at) {
+  Event e = of(EventKind::kAdopted);
+  e.generation = gen;
+  e.pid = pid;
+  e.started_at = started_at;
   return e;
 }
 
@@ -129,6 +140,7 @@ struct Machine {
     Instance& in = c.in;
     ++in.generation_;
     in.alive_ = false;
+    in.spawned_mono_.reset();  // a "died after Xs" must not measure from an older child
     c.act(Action::spawn(in.generation_));
     in.state_ = State::kStarting;
   }
@@ -286,6 +298,18 @@ struct Machine {
 
   static void stopTimeout(Ctx& c) { c.act(Action::sigKill()); }  // stay stopping until the exit
 
+  // A child found alive by a restarted master: it carries the spawner's generation.
+  static void adopted(Ctx& c) {
+    Instance& in = c.in;
+    in.generation_ = c.ev.generation;
+    in.pid_ = c.ev.pid;
+    in.alive_ = true;
+    in.started_at_ = c.ev.started_at ? c.ev.started_at : c.clock.wallNow();
+    in.spawned_mono_ = c.clock.now();
+    in.pending_.reset();
+    enterRunning(c);
+  }
+
   static void queueStop(Ctx& c) { c.in.pending_ = Request::kStop; }
   static void queueStart(Ctx& c) { c.in.pending_ = Request::kStart; }
   static void queueRestart(Ctx& c) { c.in.pending_ = Request::kRestart; }
@@ -294,7 +318,7 @@ struct Machine {
   static Effects apply(Instance& in, const Event& ev, const Clock& clock) {
     Effects fx;
     fx.from = in.state_;
-    if (isSpawnerOrTimerEvent(ev.kind) && ev.generation != in.generation_) {
+    if (isSpawnerOrTimerEvent(ev.kind) && ev.kind != EventKind::kAdopted && ev.generation != in.generation_) {
       fx.disposition = Disposition::kIgnored;  // stale: it belongs to an older (or unknown) child
       fx.to = in.state_;
       return fx;
@@ -328,8 +352,9 @@ constexpr D kX = D::kInvalid;
 }  // namespace
 
 // Rows: states. Columns, in EventKind order: StartRequested, StopRequested, RestartRequested,
-// Spawned, SpawnFailed, Exited, StartDurationElapsed, RetryTimer, RestartTimer, StopTimeout.
-// Only events of the current generation reach the table (stale ones are ignored before it).
+// Spawned, SpawnFailed, Exited, StartDurationElapsed, RetryTimer, RestartTimer, StopTimeout, Adopted.
+// Only events of the current generation reach the table (stale ones are ignored before it);
+// Adopted is the exception: it brings the generation with it, and is accepted only at rest.
 // kIgnored marks a timer whose cancel may have raced its firing; kInvalid marks what the spawner
 // or the timer heap can never deliver for the current generation.
 const Machine::Table Machine::kTable = {{
@@ -343,7 +368,8 @@ const Machine::Table Machine::kTable = {{
       {kI, nullptr, "late start_duration timer"},
       {kI, nullptr, "late retry timer (stop during backoff)"},
       {kI, nullptr, "late restart timer (stop during backoff)"},
-      {kI, nullptr, "late stop timeout"}}},
+      {kI, nullptr, "late stop timeout"},
+      {kT, &M::adopted, "a child survived the master restart -> running"}}},
     // starting
     {{{kQ, &M::dropQueued, "already starting; drops a queued stop/restart"},
       {kQ, &M::queueStop, "queued until the start attempt ends"},
@@ -354,7 +380,8 @@ const Machine::Table Machine::kTable = {{
       {kT, &M::startDurationElapsed, "the start counts -> running"},
       {kX, nullptr, "a retry timer belongs to backoff"},
       {kX, nullptr, "a restart timer belongs to backoff"},
-      {kX, nullptr, "a stop timeout belongs to stopping"}}},
+      {kX, nullptr, "a stop timeout belongs to stopping"},
+      {kX, nullptr, "adoption happens only before anything was started"}}},
     // running
     {{{kN, nullptr, "already running"},
       {kT, &M::stopRunning, "stop_signal, arm stop_timeout -> stopping"},
@@ -365,7 +392,8 @@ const Machine::Table Machine::kTable = {{
       {kI, nullptr, "late start_duration timer"},
       {kX, nullptr, "a retry timer belongs to backoff"},
       {kX, nullptr, "a restart timer belongs to backoff"},
-      {kX, nullptr, "a stop timeout belongs to stopping"}}},
+      {kX, nullptr, "a stop timeout belongs to stopping"},
+      {kX, nullptr, "adoption happens only before anything was started"}}},
     // backoff
     {{{kN, nullptr, "a start is already scheduled"},
       {kT, &M::stopBackoff, "cancel the timer -> stopped (never restarted behind the user)"},
@@ -376,7 +404,8 @@ const Machine::Table Machine::kTable = {{
       {kI, nullptr, "late start_duration timer"},
       {kT, &M::retryTimer, "next start attempt -> starting"},
       {kT, &M::restartTimer, "restarts += 1, spawn -> starting"},
-      {kX, nullptr, "a stop timeout belongs to stopping"}}},
+      {kX, nullptr, "a stop timeout belongs to stopping"},
+      {kX, nullptr, "adoption happens only before anything was started"}}},
     // stopping
     {{{kQ, &M::queueStart, "queued until the child is gone"},
       {kQ, &M::dropQueued, "already stopping; drops a queued start"},
@@ -387,7 +416,8 @@ const Machine::Table Machine::kTable = {{
       {kI, nullptr, "late start_duration timer"},
       {kX, nullptr, "a retry timer belongs to backoff"},
       {kX, nullptr, "a restart timer belongs to backoff"},
-      {kT, &M::stopTimeout, "SIGKILL the process group; wait for the exit"}}},
+      {kT, &M::stopTimeout, "SIGKILL the process group; wait for the exit"},
+      {kX, nullptr, "adoption happens only before anything was started"}}},
     // exited
     {{{kT, &M::start, "explicit start: spawn -> starting"},
       {kN, nullptr, "not running"},
@@ -398,7 +428,8 @@ const Machine::Table Machine::kTable = {{
       {kI, nullptr, "late start_duration timer"},
       {kX, nullptr, "a retry timer belongs to backoff"},
       {kX, nullptr, "a restart timer belongs to backoff"},
-      {kX, nullptr, "a stop timeout belongs to stopping"}}},
+      {kX, nullptr, "a stop timeout belongs to stopping"},
+      {kT, &M::adopted, "a child survived the master restart -> running"}}},
     // fatal
     {{{kT, &M::start, "explicit start: fresh retries, spawn -> starting"},
       {kN, nullptr, "not running"},
@@ -409,7 +440,8 @@ const Machine::Table Machine::kTable = {{
       {kI, nullptr, "late start_duration timer"},
       {kX, nullptr, "a retry timer belongs to backoff"},
       {kX, nullptr, "a restart timer belongs to backoff"},
-      {kX, nullptr, "a stop timeout belongs to stopping"}}},
+      {kX, nullptr, "a stop timeout belongs to stopping"},
+      {kT, &M::adopted, "a child survived the master restart -> running"}}},
 }};
 
 Effects Instance::apply(const Event& event, const Clock& clock) { return Machine::apply(*this, event, clock); }
@@ -452,6 +484,7 @@ std::string_view eventName(EventKind e) {
     case EventKind::kRetryTimer: return "RetryTimer";
     case EventKind::kRestartTimer: return "RestartTimer";
     case EventKind::kStopTimeout: return "StopTimeout";
+    case EventKind::kAdopted: return "Adopted";
   }
   return "unknown";
 }

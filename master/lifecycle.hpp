@@ -6,6 +6,7 @@
 //   running  --exit, restart policy says yes--> backoff --restart timer--> starting   (restarts += 1)
 //   running  --exit, policy says no--> exited
 //   exited/fatal are left only by an explicit start; a stop of a backoff cancels its timer (stopped).
+//   stopped/exited/fatal --adopted (spawner snapshot after a master restart)--> running
 // A request on a mid-transition instance (starting, stopping) is queued — the last one wins — and
 // runs when the transition ends. Every spawn has a new generation; events of another generation
 // are stale and ignored, so a late exit or timer can never move a newer child's state.
@@ -13,6 +14,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -41,8 +43,9 @@ enum class EventKind : std::uint8_t {
   kRetryTimer,            // timer: retry_interval after a failed start attempt
   kRestartTimer,          // timer: restart delay after a running instance exited
   kStopTimeout,           // timer: stop_timeout after stop_signal
+  kAdopted,               // spawner Snapshot after a master restart: this child is alive
 };
-inline constexpr std::size_t kEventCount = 10;
+inline constexpr std::size_t kEventCount = 11;
 
 enum class TimerKind : std::uint8_t { kStartDuration, kRetry, kRestart, kStopTimeout };
 
@@ -53,6 +56,7 @@ struct Event {
   std::optional<int> exit_code;  // kExited: set when the child exited normally
   std::optional<int> exit_signal;  // kExited: set when a signal killed it
   std::string error;             // kSpawnFailed: why
+  std::optional<WallTime> started_at;  // kAdopted: when the spawner started the child
 
   static Event of(EventKind k) {
     Event e;
@@ -67,6 +71,8 @@ struct Event {
   static Event exitedCode(std::uint64_t gen, int code);
   static Event exitedSignal(std::uint64_t gen, int sig);
   static Event timer(EventKind kind, std::uint64_t gen);
+  // The generation is the spawner's: adoption is how a restarted master learns it.
+  static Event adopted(std::uint64_t gen, pid_t pid, std::optional<WallTime> started_at);
 };
 
 enum class ActionKind : std::uint8_t {
@@ -144,6 +150,9 @@ class Instance {
   void setPolicy(LifecyclePolicy policy) { policy_ = std::move(policy); }
   // Restored from master.state (SPEC §2.2: `restarts` survives master restarts).
   void setRestarts(std::uint64_t n) { restarts_ = n; }
+  // After a master restart: the spawner's last generation for this key, so the next spawn gets a
+  // number it has never seen (spawns are idempotent per generation). Only ever raises it.
+  void seedGeneration(std::uint64_t g) { generation_ = std::max(generation_, g); }
   // The scheduler keeps this instance stopped (a failed dependency): say why in status.
   void setLastStartError(std::string why) { last_start_error_ = std::move(why); }
 
@@ -155,6 +164,7 @@ class Instance {
   std::optional<WallTime> startedAt() const { return started_at_; }
   std::optional<WallTime> stoppedAt() const { return stopped_at_; }
   std::optional<MonoTime> spawnedAtMono() const { return spawned_mono_; }
+  std::optional<MonoTime> runningSince() const { return running_since_; }  // for uptime_ms
   std::uint64_t restarts() const { return restarts_; }
   int retriesUsed() const { return retries_used_; }
   int backoffStep() const { return backoff_step_; }  // k of interval × factor^k

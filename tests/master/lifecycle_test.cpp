@@ -86,6 +86,7 @@ Event eventFor(EventKind k, std::uint64_t gen) {
     case EventKind::kSpawned: return Event::spawned(gen, 4242);
     case EventKind::kSpawnFailed: return Event::spawnFailed(gen, "exec: permission denied");
     case EventKind::kExited: return Event::exitedCode(gen, 1);
+    case EventKind::kAdopted: return Event::adopted(gen + 7, 4343, std::nullopt);
     default: return Event::timer(k, gen);
   }
 }
@@ -106,15 +107,15 @@ TEST_CASE("every cell of the lifecycle table does what the contract says", "[mas
     State next;
   };
   // Columns: Start, Stop, Restart, Spawned, SpawnFailed, Exited(1), StartDurationElapsed,
-  // RetryTimer, RestartTimer, StopTimeout — written from SPEC §2.1, independently of the table.
+  // RetryTimer, RestartTimer, StopTimeout, Adopted — written from SPEC §2.1, independently of the table.
   const std::map<State, std::array<Want, kEventCount>> expected = {
-      {S0, {{{T, SG}, {N, S0}, {T, SG}, {X, S0}, {X, S0}, {X, S0}, {I, S0}, {I, S0}, {I, S0}, {I, S0}}}},
-      {SG, {{{Q, SG}, {Q, SG}, {Q, SG}, {T, SG}, {T, SB}, {T, SB}, {T, SR}, {X, SG}, {X, SG}, {X, SG}}}},
-      {SR, {{{N, SR}, {T, SP}, {T, SP}, {X, SR}, {X, SR}, {T, SX}, {I, SR}, {X, SR}, {X, SR}, {X, SR}}}},
-      {SB, {{{N, SB}, {T, S0}, {T, SG}, {X, SB}, {X, SB}, {X, SB}, {I, SB}, {T, SG}, {T, SG}, {X, SB}}}},
-      {SP, {{{Q, SP}, {Q, SP}, {Q, SP}, {X, SP}, {X, SP}, {T, S0}, {I, SP}, {X, SP}, {X, SP}, {T, SP}}}},
-      {SX, {{{T, SG}, {N, SX}, {T, SG}, {X, SX}, {X, SX}, {X, SX}, {I, SX}, {X, SX}, {X, SX}, {X, SX}}}},
-      {SF, {{{T, SG}, {N, SF}, {T, SG}, {X, SF}, {X, SF}, {X, SF}, {I, SF}, {X, SF}, {X, SF}, {X, SF}}}},
+      {S0, {{{T, SG}, {N, S0}, {T, SG}, {X, S0}, {X, S0}, {X, S0}, {I, S0}, {I, S0}, {I, S0}, {I, S0}, {T, SR}}}},
+      {SG, {{{Q, SG}, {Q, SG}, {Q, SG}, {T, SG}, {T, SB}, {T, SB}, {T, SR}, {X, SG}, {X, SG}, {X, SG}, {X, SG}}}},
+      {SR, {{{N, SR}, {T, SP}, {T, SP}, {X, SR}, {X, SR}, {T, SX}, {I, SR}, {X, SR}, {X, SR}, {X, SR}, {X, SR}}}},
+      {SB, {{{N, SB}, {T, S0}, {T, SG}, {X, SB}, {X, SB}, {X, SB}, {I, SB}, {T, SG}, {T, SG}, {X, SB}, {X, SB}}}},
+      {SP, {{{Q, SP}, {Q, SP}, {Q, SP}, {X, SP}, {X, SP}, {T, S0}, {I, SP}, {X, SP}, {X, SP}, {T, SP}, {X, SP}}}},
+      {SX, {{{T, SG}, {N, SX}, {T, SG}, {X, SX}, {X, SX}, {X, SX}, {I, SX}, {X, SX}, {X, SX}, {X, SX}, {T, SR}}}},
+      {SF, {{{T, SG}, {N, SF}, {T, SG}, {X, SF}, {X, SF}, {X, SF}, {I, SF}, {X, SF}, {X, SF}, {X, SF}, {T, SR}}}},
   };
   REQUIRE(expected.size() == kStateCount);
   int cells = 0;
@@ -141,7 +142,7 @@ TEST_CASE("every cell of the lifecycle table does what the contract says", "[mas
       }
       // Stale: the same event from an older generation never reaches the table.
       if (gen > 0 && ev != EventKind::kStartRequested && ev != EventKind::kStopRequested &&
-          ev != EventKind::kRestartRequested) {
+          ev != EventKind::kRestartRequested && ev != EventKind::kAdopted) {
         Rig r2;
         driveTo(r2, st);
         const Effects stale = r2.send(eventFor(ev, gen - 1));
@@ -152,7 +153,7 @@ TEST_CASE("every cell of the lifecycle table does what the contract says", "[mas
       ++cells;
     }
   }
-  CHECK(cells == 70);
+  CHECK(cells == 77);
 }
 
 TEST_CASE("names of states round-trip", "[master][lifecycle]") {
@@ -550,4 +551,30 @@ TEST_CASE("LifecyclePolicy copies the knobs of a ProgramSpec", "[master][lifecyc
   CHECK_FALSE(p.isSuccess(std::nullopt, 15));
   CHECK(p.stop_signal == 2);
   CHECK(p.stop_timeout == 7s);
+}
+
+TEST_CASE("a restarted master adopts a surviving child and keeps generations increasing", "[master][lifecycle]") {
+  auto p = basePolicy();
+  p.auto_restart = config::AutoRestart::kAlways;
+  Rig r(p);
+  r.in.setRestarts(4);  // restored from master.state
+  const WallTime born = r.clock.wallNow() - std::chrono::hours(2);
+  auto fx = r.send(Event::adopted(41, 999, born));
+  CHECK(fx.disposition == Disposition::kTransition);
+  CHECK(fx.to == SR);
+  CHECK(fx.actions.empty());  // nothing is spawned or signalled
+  CHECK(r.in.generation() == 41);
+  CHECK(r.in.pid() == 999);
+  CHECK(r.in.startedAt() == born);
+  // Its exit (queued in the spawner while the master was down) applies as usual.
+  fx = r.send(Event::exitedCode(41, 1));
+  CHECK(fx.to == SB);
+  r.timer(EventKind::kRestartTimer);
+  CHECK(r.in.restarts() == 5);
+  CHECK(r.gen() == 42);
+
+  Rig fresh;
+  fresh.in.seedGeneration(17);
+  fresh.in.seedGeneration(3);  // never lowers it
+  CHECK(fresh.send(Event::start()).actions == std::vector<Action>{Action::spawn(18)});
 }
