@@ -118,6 +118,33 @@ TEST_CASE("every cell of the lifecycle table does what the contract says", "[mas
       {SF, {{{T, SG}, {N, SF}, {T, SG}, {X, SF}, {X, SF}, {X, SF}, {I, SF}, {X, SF}, {X, SF}, {X, SF}, {T, SR}}}},
   };
   REQUIRE(expected.size() == kStateCount);
+  // The actions of every transition cell (from the states driveTo builds); other cells act not.
+  using A = ActionKind;
+  const A kSpawn = A::kSpawn, kArm = A::kArmTimer, kCancel = A::kCancelTimer;
+  const std::map<std::pair<State, EventKind>, std::vector<ActionKind>> actions = {
+      {{S0, EventKind::kStartRequested}, {kSpawn}},
+      {{S0, EventKind::kRestartRequested}, {kSpawn}},
+      {{S0, EventKind::kAdopted}, {}},
+      {{SG, EventKind::kSpawned}, {kArm}},
+      {{SG, EventKind::kSpawnFailed}, {kArm}},
+      {{SG, EventKind::kExited}, {kArm}},  // no start_duration timer was armed yet: none to cancel
+      {{SG, EventKind::kStartDurationElapsed}, {}},
+      {{SR, EventKind::kStopRequested}, {A::kSendStopSignal, kArm}},
+      {{SR, EventKind::kRestartRequested}, {A::kSendStopSignal, kArm}},
+      {{SR, EventKind::kExited}, {}},
+      {{SB, EventKind::kStopRequested}, {kCancel}},
+      {{SB, EventKind::kRestartRequested}, {kCancel, kSpawn}},
+      {{SB, EventKind::kRetryTimer}, {kSpawn}},
+      {{SB, EventKind::kRestartTimer}, {A::kIncrementRestarts, kSpawn}},
+      {{SP, EventKind::kExited}, {kCancel}},
+      {{SP, EventKind::kStopTimeout}, {A::kSigKill}},
+      {{SX, EventKind::kStartRequested}, {kSpawn}},
+      {{SX, EventKind::kRestartRequested}, {kSpawn}},
+      {{SX, EventKind::kAdopted}, {}},
+      {{SF, EventKind::kStartRequested}, {kSpawn}},
+      {{SF, EventKind::kRestartRequested}, {kSpawn}},
+      {{SF, EventKind::kAdopted}, {}},
+  };
   int cells = 0;
   for (std::size_t s = 0; s < kStateCount; ++s) {
     for (std::size_t e = 0; e < kEventCount; ++e) {
@@ -137,7 +164,11 @@ TEST_CASE("every cell of the lifecycle table does what the contract says", "[mas
       CHECK(fx.from == st);
       CHECK(fx.to == want.next);
       CHECK(r.in.state() == want.next);
-      if (want.d == D::kNoop || want.d == D::kIgnored || want.d == D::kInvalid || want.d == D::kQueued) {
+      if (want.d == D::kTransition) {
+        REQUIRE(actions.count({st, ev}) == 1);
+        CHECK(kinds(fx) == actions.at({st, ev}));
+      } else {
+        CHECK(actions.count({st, ev}) == 0);
         CHECK(fx.actions.empty());
       }
       // Stale: the same event from an older generation never reaches the table.
