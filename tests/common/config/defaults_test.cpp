@@ -139,3 +139,25 @@ TEST_CASE("memory_max sizes", "[common]") {
     CHECK(r.config->programs[0].memory_max == bytes);
   }
 }
+
+TEST_CASE("server.auth: inline token and read-only token file", "[common]") {
+  TempDir tmp;
+  std::string main = tmp.write("config.yaml",
+                               "server:\n  auth:\n    token: s3cret\n    read_only_token_file: secrets/ro.token\n");
+  auto r = loadConfig(main, testOptions());
+  INFO(dump(r.diagnostics));
+  REQUIRE(r.ok());
+  CHECK(r.config->server.auth.token == "s3cret");
+  CHECK(r.config->server.auth.read_only_token_file == tmp.path() + "/secrets/ro.token");
+  CHECK(r.config->server.auth.enabled());
+}
+
+TEST_CASE("Go auth enabled = false only warns", "[common]") {
+  TempDir tmp;
+  std::string main = tmp.write("config.toml", "[server.auth]\nenabled = false\njwt_secret = \"x\"\n");
+  auto r = loadConfig(main, testOptions());
+  INFO(dump(r.diagnostics));
+  REQUIRE(r.ok());
+  CHECK(r.warnings().size() == 2);
+  CHECK_FALSE(r.config->server.auth.enabled());
+}

@@ -18,6 +18,8 @@ pid_dir = "pids"
 
 [log]
 dir = "logs"
+stdout = "all.out.log"
+stderr = "all.err.log"
 max_size_mb = 20
 max_backups = 4
 max_age_days = 9
@@ -74,6 +76,8 @@ programs_directory: progs
 pid_dir: pids
 log:
   dir: logs
+  stdout: all.out.log
+  stderr: all.err.log
   max_size_mb: 20
   max_backups: 4
   max_age_days: 9
@@ -121,7 +125,7 @@ const char* kMainJson = R"({
   "env_files": ["vars.env"],
   "programs_directory": "progs",
   "pid_dir": "pids",
-  "log": {"dir": "logs", "max_size_mb": 20, "max_backups": 4, "max_age_days": 9, "compress": true,
+  "log": {"dir": "logs", "stdout": "all.out.log", "stderr": "all.err.log", "max_size_mb": 20, "max_backups": 4, "max_age_days": 9, "compress": true,
           "timestamps": true},
   "server": {
     "listen": "127.0.0.1:9999", "base_path": "/v1",
@@ -385,6 +389,8 @@ TEST_CASE("every main-file key lands in the model", "[common]") {
   CHECK(c.programs_directory == t + "/progs");
   CHECK(c.pid_dir == t + "/pids");
   CHECK(c.log.dir == t + "/logs");
+  CHECK(c.log.stdout_path == t + "/all.out.log");
+  CHECK(c.log.stderr_path == t + "/all.err.log");
   CHECK(c.log.max_size_mb == 20);
   CHECK(c.log.max_backups == 4);
   CHECK(c.log.max_age_days == 9);
@@ -466,14 +472,14 @@ TEST_CASE("every spec field lands in the model", "[common]") {
   CHECK(w.depends_on == std::vector<std::string>{"db"});
   CHECK(w.log.dir == t + "/progs/weblogs");
   CHECK(w.log.stdout_path == t + "/progs/web.out.log");
-  CHECK_FALSE(w.log.stderr_path);  // inherits nothing: the global [log] has no stderr
+  CHECK(w.log.stderr_path == t + "/all.err.log");  // the global [log] stderr, relative to the main file
   CHECK(w.log.max_size_mb == 5);
   CHECK(w.log.max_backups == 1);
   CHECK(w.log.max_age_days == 2);
   CHECK_FALSE(w.log.compress);
   CHECK_FALSE(w.log.timestamps);
   CHECK(w.log.stdoutFile("web-1") == t + "/progs/web.out.log");
-  CHECK(w.log.stderrFile("web-1") == t + "/progs/weblogs/web-1.stderr.log");
+  CHECK(w.log.stderrFile("web-1") == t + "/all.err.log");
   CHECK(w.source_file == web_file);
   CHECK(w.source_line == 2);
 
@@ -498,6 +504,7 @@ TEST_CASE("every spec field lands in the model", "[common]") {
   const ProgramSpec& db = *r.config->findProgram("db");
   CHECK(db.argv == std::vector<std::string>{"/usr/bin/db", "--port", "5432"});
   CHECK(db.log.dir == t + "/logs");  // the global [log] dir
+  CHECK(db.log.stdout_path == t + "/all.out.log");
   CHECK(db.log.max_size_mb == 20);
   CHECK(db.log.compress);
 }
