@@ -8,8 +8,13 @@
 //   exited/fatal are left only by an explicit start; a stop of a backoff cancels its timer (stopped).
 //   stopped/exited/fatal --adopted (spawner snapshot after a master restart)--> running
 // A request on a mid-transition instance (starting, stopping) is queued — the last one wins — and
-// runs when the transition ends. Every spawn has a new generation; events of another generation
-// are stale and ignored, so a late exit or timer can never move a newer child's state.
+// runs when the transition ends. Start of running/backoff and stop of stopped/exited/fatal do
+// nothing; restart = stop, then start. A user stop is never undone by a restart policy: an exit
+// while stopping ends in `stopped`. `restarts` counts only restart-timer spawns (not retries, not
+// user restarts). With restart_backoff the restart delay is restart_interval × factor^k capped at
+// max, then ± jitter × delay; k grows per consecutive restart and resets once the child ran
+// reset_after. Every spawn has a new generation; events of another generation are stale and
+// ignored, so a late exit or timer can never move a newer child's state.
 #pragma once
 
 #include <sys/types.h>
