@@ -577,6 +577,7 @@ LoadResult loadConfig(const std::string& path, const LoadOptions& options) {
   std::vector<Draft> drafts = std::move(md.inline_programs);
   std::vector<std::string> file_order{cfg.file};
   for (const auto& f : listProgramFiles(cfg.programs_directory, s)) {
+    if (f == cfg.file) continue;  // `programs_directory = "."`: the main file is not a program
     file_order.push_back(f);
     std::string ferr;
     auto ftext = readFile(f, ferr);

@@ -161,3 +161,15 @@ TEST_CASE("Go auth enabled = false only warns", "[common]") {
   CHECK(r.warnings().size() == 2);
   CHECK_FALSE(r.config->server.auth.enabled());
 }
+
+TEST_CASE("programs_directory may hold the main file itself", "[common]") {
+  TempDir tmp;
+  std::string main = tmp.write("config.toml", "programs_directory = \".\"\n");
+  tmp.write("p.yml", "spec:\n  name: p\n  args: [/bin/true]\n");
+  auto r = loadConfig(main, testOptions());
+  INFO(dump(r.diagnostics));
+  REQUIRE(r.ok());
+  REQUIRE(r.config->programs.size() == 1);
+  CHECK(r.config->programs[0].name == "p");
+  CHECK(r.config->programs_directory == tmp.path());
+}
