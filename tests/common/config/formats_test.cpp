@@ -508,3 +508,25 @@ TEST_CASE("every spec field lands in the model", "[common]") {
   CHECK(db.log.max_size_mb == 20);
   CHECK(db.log.compress);
 }
+
+TEST_CASE("truncated documents are reported, never crash", "[common]") {
+  TempDir tmp;
+  auto base = loadConfig(tmp.write("config.toml", ""), testOptions());
+  REQUIRE(base.ok());
+  struct Doc {
+    const char* format;
+    std::string text;
+  };
+  for (const auto& doc : {Doc{"toml", kWebToml}, Doc{"yaml", kWebYaml}, Doc{"json", kWebJson},
+                          Doc{"toml", kWorkerToml}, Doc{"yaml", kWorkerYaml}, Doc{"json", kWorkerJson}}) {
+    for (std::size_t n = 0; n < doc.text.size(); n += 3) {
+      auto r = loadProgramText(doc.text.substr(0, n), doc.format, tmp.path() + "/programs/p." + doc.format,
+                               *base.config, false, testOptions());
+      // A prefix either loads (it cut only trailing keys) or says why not; a skipped result has no errors.
+      if (!r.ok() && !r.skipped) {
+        INFO(doc.format << " prefix " << n);
+        CHECK_FALSE(r.errors().empty());
+      }
+    }
+  }
+}
