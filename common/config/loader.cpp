@@ -479,7 +479,7 @@ void validatePrograms(std::vector<Draft>& drafts, const std::set<std::string>& b
     if (!d.check || enforce) continue;
     if (d.spec.max_processes || d.spec.memory_max || d.spec.pids_max) {
       Sink s(out, d.spec.source_file);
-      s.warn(d.caps_line, d.key.empty() ? "" : d.key,
+      s.warn(d.caps_line, keyOf(d, d.caps_field),
              "resource caps (max_processes, memory_max, pids_max) cannot be enforced: they need provisr "
              "running as root with a writable /sys/fs/cgroup; they are ignored here");
     }

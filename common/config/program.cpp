@@ -255,12 +255,12 @@ std::optional<Draft> decodeSpec(Sink& s, const Node& n, const std::string& key, 
   for (const char* cap : {"max_processes", "pids_max"}) {
     const Node* c = t.get(cap);
     if (!c) continue;
-    d.caps_line = c->line;
+    if (d.caps_field.empty()) d.caps_line = c->line, d.caps_field = cap;
     auto v = readInt(s, c, t.key(cap), 1, kIntMax);
     (std::string_view(cap) == "max_processes" ? p.max_processes : p.pids_max) = v;
   }
   if (const Node* m = t.get("memory_max")) {
-    d.caps_line = m->line;
+    if (d.caps_field.empty()) d.caps_line = m->line, d.caps_field = "memory_max";
     p.memory_max = readBytes(s, m, t.key("memory_max"));
   }
   if (const Node* dep = t.get("depends_on")) {

@@ -19,6 +19,7 @@ struct Draft {
   int user_line = 0;
   int group_line = 0;
   int caps_line = 0;
+  std::string caps_field;  // the first resource cap set, for the "cannot be enforced" warning
   int depends_line = 0;
   int log_line = 0;
   bool check = true;     // false for programs already in a Config (only the new ones are judged)

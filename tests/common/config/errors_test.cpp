@@ -164,7 +164,7 @@ const std::vector<Case>& cases() {
       {"unknown ${X} in global env", {{"config.toml", "env = [\"A=${NOPE}\"]\n"}}, "config.toml", 1, "env[0]",
        "`${NOPE}` is not defined", true},
       {"resource caps not enforceable", {{"programs/p.toml", program("p", "pids_max = 10\n")}}, "programs/p.toml", 5,
-       "spec", "cannot be enforced", true},
+       "spec.pids_max", "cannot be enforced", true},
       {"shared log file with differing rotation",
        {{"programs/a.toml", program("a", "[spec.log]\nstdout = \"/tmp/shared.log\"\nmax_size_mb = 1\n")},
         {"programs/b.toml", program("b", "[spec.log]\nstdout = \"/tmp/shared.log\"\nmax_size_mb = 2\n")}},
