@@ -3,7 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
+#include <random>
 #include <utility>
 
 using namespace provisr;
@@ -608,4 +610,126 @@ TEST_CASE("a restarted master adopts a surviving child and keeps generations inc
   fresh.in.seedGeneration(17);
   fresh.in.seedGeneration(3);  // never lowers it
   CHECK(fresh.send(Event::start()).actions == std::vector<Action>{Action::spawn(18)});
+}
+
+namespace {
+
+// A well-behaved world around one Instance: a spawner that answers every spawn exactly once and
+// reports each child's exit once, a timer heap that honours cancels, and a user who sends random
+// requests. Whatever happens, the table must never see an "invalid" event, never run two children
+// at once, and never spawn after a user stop until the user starts again.
+struct World {
+  FakeClock clock;
+  Instance in;
+  std::mt19937 rng;
+  std::map<TimerKind, std::pair<MonoTime, std::uint64_t>> timers;
+  std::optional<std::uint64_t> pending_spawn;  // asked for, not answered yet
+  std::optional<std::uint64_t> live;           // a child that runs
+  bool kill_sent = false;
+  bool user_wants_down = false;                // the last request the user made was a stop
+  std::uint64_t restart_timer_spawns = 0;
+
+  World(LifecyclePolicy p, unsigned seed)
+      : in("sim", std::move(p), [this] { return std::uniform_real_distribution<double>(0, 1)(rng); }), rng(seed) {}
+
+  int pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); }
+
+  void deliver(const Event& e) {
+    const State before = in.state();
+    const Effects fx = in.apply(e, clock);
+    INFO("event " << eventName(e.kind) << " in " << stateName(before));
+    REQUIRE(fx.disposition != Disposition::kInvalid);
+    for (const Action& a : fx.actions) {
+      switch (a.kind) {
+        case ActionKind::kSpawn:
+          REQUIRE_FALSE(live.has_value());  // never two children at once
+          REQUIRE_FALSE(pending_spawn.has_value());
+          REQUIRE_FALSE(user_wants_down);   // a user stop is never undone behind their back
+          pending_spawn = a.generation;
+          kill_sent = false;
+          break;
+        case ActionKind::kArmTimer: timers[a.timer] = {clock.now() + a.delay, a.generation}; break;
+        case ActionKind::kCancelTimer: timers.erase(a.timer); break;
+        case ActionKind::kSendStopSignal: REQUIRE(live.has_value()); break;
+        case ActionKind::kSigKill:
+          REQUIRE(live.has_value());
+          kill_sent = true;
+          break;
+        case ActionKind::kIncrementRestarts:
+          REQUIRE(e.kind == EventKind::kRestartTimer);
+          ++restart_timer_spawns;
+          break;
+      }
+    }
+    REQUIRE(in.restarts() == restart_timer_spawns);
+  }
+
+  void step() {
+    switch (pick(6)) {
+      case 0: {  // a user request
+        const int r = pick(3);
+        user_wants_down = r == 1;
+        deliver(r == 0 ? Event::start() : r == 1 ? Event::stop() : Event::restart());
+        return;
+      }
+      case 1:  // the spawner answers
+        if (pending_spawn) {
+          const auto g = *pending_spawn;
+          pending_spawn.reset();
+          if (pick(4) == 0) {
+            deliver(Event::spawnFailed(g, "exec failed"));
+          } else {
+            live = g;
+            deliver(Event::spawned(g, 1000 + static_cast<pid_t>(g)));
+          }
+        }
+        return;
+      case 2:  // the child dies (on its own, or of the kill)
+        if (live && (pick(2) == 0 || kill_sent)) {
+          const auto g = *live;
+          live.reset();
+          deliver(kill_sent ? Event::exitedSignal(g, 9) : Event::exitedCode(g, pick(3)));
+        }
+        return;
+      default: {  // time passes and the earliest timer fires
+        if (timers.empty()) {
+          clock.advance(std::chrono::milliseconds(pick(3000)));
+          return;
+        }
+        auto it = std::min_element(timers.begin(), timers.end(),
+                                   [](const auto& a, const auto& b) { return a.second.first < b.second.first; });
+        const auto [kind, when_gen] = *it;
+        timers.erase(it);
+        if (when_gen.first > clock.now()) clock.advance(when_gen.first - clock.now());
+        static const std::map<TimerKind, EventKind> kEvent{{TimerKind::kStartDuration, EventKind::kStartDurationElapsed},
+                                                           {TimerKind::kRetry, EventKind::kRetryTimer},
+                                                           {TimerKind::kRestart, EventKind::kRestartTimer},
+                                                           {TimerKind::kStopTimeout, EventKind::kStopTimeout}};
+        deliver(Event::timer(kEvent.at(kind), when_gen.second));
+        return;
+      }
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("random walks through a well-behaved world keep every invariant", "[master][lifecycle]") {
+  std::map<State, int> seen;
+  for (unsigned seed = 1; seed <= 300; ++seed) {
+    auto p = basePolicy();
+    p.start_duration = seed % 3 == 0 ? 0s : 2s;
+    p.retry_count = static_cast<int>(seed % 4);
+    p.auto_restart = static_cast<config::AutoRestart>(seed % 3);
+    p.success_exit_codes = {0, 2};
+    if (seed % 2) p.restart_backoff = config::RestartBackoff{20s, 2.0, 30s, 0.2};
+    World w(p, seed);
+    CAPTURE(seed);
+    for (int i = 0; i < 400; ++i) {
+      w.step();
+      ++seen[w.in.state()];
+    }
+  }
+  // The walk really went everywhere.
+  CHECK(seen.size() == kStateCount);
 }
