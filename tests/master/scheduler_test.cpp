@@ -3,6 +3,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <random>
+#include <set>
+
 using namespace provisr;
 using namespace provisr::master;
 using Strings = std::vector<std::string>;
@@ -273,4 +277,65 @@ TEST_CASE("the start plan prints band by band", "[master][scheduler]") {
         "start plan (ascending priority):\n"
         "  1. priority 0: db [dependency]\n"
         "  2. priority 5: api (3 instances) [after db]\n");
+}
+
+TEST_CASE("random programs: nothing starts early and every plan finishes", "[master][scheduler]") {
+  for (unsigned seed = 1; seed <= 300; ++seed) {
+    CAPTURE(seed);
+    std::mt19937 rng(seed);
+    auto pick = [&rng](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+    std::vector<config::ProgramSpec> programs;
+    const int n = 2 + pick(7);
+    for (int i = 0; i < n; ++i) {
+      auto p = prog("p" + std::to_string(i), pick(4), 1 + pick(3));
+      for (int j = 0; j < i; ++j)  // acyclic, and never on a later band (a load error)
+        if (programs[static_cast<std::size_t>(j)].priority <= p.priority && pick(3) == 0)
+          p.depends_on.push_back(programs[static_cast<std::size_t>(j)].name);
+      programs.push_back(p);
+    }
+    auto plan = startPlan(programs, {});
+    REQUIRE(plan.ok());
+    StatusMap m;
+    std::set<std::string> starting;
+    auto specOf = [&](const std::string& program) -> const config::ProgramSpec& {
+      return *std::find_if(programs.begin(), programs.end(), [&](const auto& p) { return p.name == program; });
+    };
+    int steps = 0;
+    while (!plan->done(m)) {
+      REQUIRE(++steps < 2000);
+      const auto blocked = plan->blocked(m);
+      auto isBlocked = [&](const std::string& inst) {
+        return std::any_of(blocked.begin(), blocked.end(), [&](const Blocked& b) { return b.instance == inst; });
+      };
+      for (const auto& inst : plan->take(m)) {
+        // Find its program, then check the two gates held when it was handed out.
+        const auto& spec = *std::find_if(programs.begin(), programs.end(), [&](const auto& p) {
+          const auto names = p.instanceNames();
+          return std::find(names.begin(), names.end(), inst) != names.end();
+        });
+        for (const auto& other : programs) {
+          if (other.priority >= spec.priority) continue;
+          for (const auto& o : other.instanceNames()) {
+            const State s = m[o].state;
+            CHECK((s == State::kRunning || s == State::kExited || s == State::kFatal || isBlocked(o)));
+          }
+        }
+        for (const auto& dep : spec.depends_on)
+          for (const auto& d : specOf(dep).instanceNames())
+            CHECK((m[d].state == State::kRunning || (m[d].state == State::kExited && m[d].exit_success)));
+        m[inst] = st(State::kStarting);
+        starting.insert(inst);
+      }
+      if (starting.empty()) continue;  // done() or blocked: the loop condition decides
+      auto it = starting.begin();
+      std::advance(it, pick(static_cast<int>(starting.size())));
+      const int outcome = pick(10);
+      m[*it] = outcome < 7   ? st(State::kRunning)
+               : outcome < 8 ? st(State::kFatal)
+               : outcome < 9 ? exitedWith(0, true)
+                             : exitedWith(1, false);
+      starting.erase(it);
+    }
+    for (const auto& b : plan->blocked(m)) CHECK_THAT(b.reason, Catch::StartsWith("dependency "));
+  }
 }
