@@ -71,7 +71,11 @@ struct ChildArgs {
   int reportFd = -1;
 };
 
-[[noreturn]] void childFail(const ChildArgs& a, Stage stage, int err) {
+// The child runs on our memory: sanitizer bookkeeping in it (stack poisoning, no-return handling)
+// would corrupt the parent's shadow state, so its functions are left uninstrumented.
+#define PROVISR_CHILD_CODE __attribute__((no_sanitize("address", "undefined")))
+
+[[noreturn]] PROVISR_CHILD_CODE void childFail(const ChildArgs& a, Stage stage, int err) {
   ChildReport r{static_cast<int>(stage), err};
   // Nothing useful can be done if this write fails: the parent then sees a clean exec EOF and
   // the child's exit code 127 tells the rest.
@@ -80,7 +84,7 @@ struct ChildArgs {
 }
 
 // Moves fd to `target` (dup2 clears CLOEXEC on the copy); if fd already is target, clear the flag.
-bool placeFd(int fd, int target) {
+PROVISR_CHILD_CODE bool placeFd(int fd, int target) {
   if (fd == target) {
     int flags = ::fcntl(fd, F_GETFD);
     return flags >= 0 && ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) == 0;
@@ -90,7 +94,7 @@ bool placeFd(int fd, int target) {
 
 // The child. Only async-signal-safe calls; raw syscalls for id changes, because glibc's setuid
 // wrappers broadcast to every thread of the "process" — which, under CLONE_VM, is the spawner's.
-int childMain(void* arg) {
+PROVISR_CHILD_CODE int childMain(void* arg) {
   const auto& a = *static_cast<const ChildArgs*>(arg);
   if (::setpgid(0, 0) != 0) childFail(a, Stage::kSetpgid, errno);
 
