@@ -78,6 +78,36 @@ HttpResponse ApiClient::post(const std::string& path_and_query, const std::strin
   return request("POST", path_and_query, body);
 }
 
+HttpResponse ApiClient::stream(const std::string& path_and_query,
+                              const std::function<bool(std::string_view)>& on_chunk) const {
+  SplitUrl url = splitUrl(base_url_);
+  httplib::Client client(url.scheme_host_port);
+  client.set_connection_timeout(std::chrono::seconds(2));
+  client.set_read_timeout(std::chrono::hours(24 * 365));
+  httplib::Headers headers{{"Accept", "text/event-stream"}};
+  if (token_) headers.emplace("Authorization", "Bearer " + *token_);
+  int status = 0;
+  std::string error_body;
+  auto res = client.Get(
+      url.path + path_and_query, headers,
+      [&](const httplib::Response& r) {
+        status = r.status;
+        return true;
+      },
+      [&](const char* data, size_t len) {
+        if (status != 200) {
+          error_body.append(data, len);
+          return true;
+        }
+        return on_chunk(std::string_view(data, len));
+      });
+  HttpResponse out;
+  out.status = status;
+  out.body = error_body;
+  if (!res && status == 0) out.error = httplib::to_string(res.error());
+  return out;
+}
+
 HttpResponse ApiClient::request(const char* method, const std::string& path_and_query,
                                 const std::string& body) const {
   SplitUrl url = splitUrl(base_url_);

@@ -1,7 +1,9 @@
 // The CLI's HTTP client of the gateway, and how it finds the daemon (SPEC §3).
 #pragma once
 
+#include <functional>
 #include <optional>
+#include <string_view>
 #include <string>
 
 namespace provisr::cli {
@@ -26,6 +28,10 @@ class ApiClient {
   explicit ApiClient(std::string base_url, std::optional<std::string> token = std::nullopt);
   HttpResponse get(const std::string& path_and_query) const;
   HttpResponse post(const std::string& path_and_query, const std::string& body = "") const;
+  // A streaming GET (Server-Sent Events): `on_chunk` sees the body as it arrives and returns false
+  // to stop. No read timeout: it lasts until the server or the callback ends it.
+  HttpResponse stream(const std::string& path_and_query,
+                      const std::function<bool(std::string_view)>& on_chunk) const;
   const std::string& baseUrl() const { return base_url_; }
 
  private:
