@@ -5,11 +5,15 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <dirent.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -47,11 +51,37 @@ inline bool waitFor(const std::function<bool()>& cond, std::chrono::milliseconds
   }
 }
 
+// Our direct children other than `keep`: with the test process a subreaper, every descendant of a
+// daemon whose tree died is re-parented here, so this finds exactly what the test started.
+inline std::vector<pid_t> childrenOfThisProcess() {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir("/proc");
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    std::ifstream stat("/proc/" + std::string(e->d_name) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    auto close_paren = line.rfind(')');
+    if (close_paren == std::string::npos) continue;
+    char state = 0;
+    int ppid = 0;
+    if (std::sscanf(line.c_str() + close_paren + 1, " %c %d", &state, &ppid) == 2 && ppid == ::getpid())
+      out.push_back(pid);
+  }
+  ::closedir(d);
+  return out;
+}
+
 // `provisr serve CONFIG --run-dir DIR` in its own process group, output to files in `dir`.
+// The test process becomes a subreaper, so managed children (each in its own process group)
+// that outlive the daemon come back to it and are killed and reaped when the Daemon goes away.
 class Daemon {
  public:
   Daemon(const std::string& config, const std::string& run_dir, const std::string& log_path)
       : log_path_(log_path) {
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
     pid_ = ::fork();
     if (pid_ == 0) {
       ::setpgid(0, 0);
@@ -76,6 +106,20 @@ class Daemon {
     // Whatever is left of the tree (the keeper is the subreaper of everything it started).
     ::kill(-pid_, SIGKILL);
     if (!reaped_) ::waitpid(pid_, nullptr, 0);
+    killOrphans();
+  }
+
+  // Kills and reaps every process re-parented to the test process (leftovers of a dead tree).
+  static void killOrphans() {
+    for (int round = 0; round < 50; ++round) {
+      auto kids = childrenOfThisProcess();
+      if (kids.empty()) return;
+      for (pid_t k : kids) {
+        ::kill(-k, SIGKILL);
+        ::kill(k, SIGKILL);
+      }
+      for (pid_t k : kids) ::waitpid(k, nullptr, 0);
+    }
   }
 
   pid_t pid() const { return pid_; }
