@@ -451,6 +451,24 @@ CellInfo describeCell(State s, EventKind e) {
   return CellInfo{cell.disposition, cell.what};
 }
 
+std::string renderLifecycleTable() {
+  std::string out;
+  for (std::size_t s = 0; s < kStateCount; ++s) {
+    out += stateName(static_cast<State>(s));
+    out += '\n';
+    for (std::size_t e = 0; e < kEventCount; ++e) {
+      const auto ev = static_cast<EventKind>(e);
+      const CellInfo cell = describeCell(static_cast<State>(s), ev);
+      std::string line = "  " + std::string(eventName(ev));
+      line.resize(24, ' ');
+      line += dispositionName(cell.disposition);
+      line.resize(36, ' ');
+      out += line + std::string(cell.what) + "\n";
+    }
+  }
+  return out;
+}
+
 std::string_view stateName(State s) {
   switch (s) {
     case State::kStopped: return "stopped";

@@ -210,6 +210,8 @@ struct CellInfo {
   std::string_view what;  // one line: the effect, in the contract's words
 };
 CellInfo describeCell(State s, EventKind e);
+// The whole table as text, one line per cell grouped by state (for docs and debugging).
+std::string renderLifecycleTable();
 
 std::string_view stateName(State s);  // the SPEC's spelling: "stopped", "starting", ...
 std::optional<State> parseState(std::string_view s);

@@ -189,6 +189,12 @@ TEST_CASE("every cell of the lifecycle table does what the contract says", "[mas
   CHECK(cells == 77);
 }
 
+TEST_CASE("the table renders one line per cell", "[master][lifecycle]") {
+  const std::string text = renderLifecycleTable();
+  CHECK(std::count(text.begin(), text.end(), '\n') == static_cast<long>(kStateCount * (kEventCount + 1)));
+  CHECK_THAT(text, Catch::Contains("backoff\n  StartRequested        noop        a start is already scheduled\n"));
+}
+
 TEST_CASE("names of states round-trip", "[master][lifecycle]") {
   for (std::size_t s = 0; s < kStateCount; ++s) {
     const auto st = static_cast<State>(s);
