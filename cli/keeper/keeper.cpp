@@ -3,7 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/pidfd.h>
+#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +22,10 @@ std::string describeExit(std::optional<int> code, std::optional<int> signal) {
   if (signal) return std::string("was killed by signal ") + std::to_string(*signal) + " (" + ::strsignal(*signal) + ")";
   return "exited (status unknown: not our child)";
 }
+
+// Raw syscalls: glibc 2.36's <sys/pidfd.h> lacks extern "C" and does not link from C++.
+int pidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfdSendSignal(int pidfd, int signo) { return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signo, nullptr, 0)); }
 
 std::string ms(Duration d) { return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms"; }
 
@@ -95,7 +99,7 @@ Status Keeper::init() {
   UniqueFd spawnerDir(::openat(runDir_.fd(), "spawner", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (spawnerDir) {
     if (auto holder = lockHolder(spawnerDir.get(), "spawner.lock")) {
-      UniqueFd pidfd(::pidfd_open(*holder, 0));
+      UniqueFd pidfd(pidfdOpen(*holder));
       if (pidfd) {
         auto secret = readSecretFile(spawnerDir.get(), "secret");
         if (!secret) {
@@ -247,7 +251,7 @@ void Keeper::signalComponent(Component c, int signo) {
   const auto& s = sup_.status(c);
   if (s.state != ComponentState::kRunning || !s.pid || *s.pid <= 0) return;
   if (s.adopted && adoptedPidfd_) {
-    ::pidfd_send_signal(adoptedPidfd_.get(), signo, nullptr, 0);
+    pidfdSendSignal(adoptedPidfd_.get(), signo);
   } else {
     ::kill(*s.pid, signo);
   }
