@@ -115,6 +115,12 @@ bool Instance::exitedSuccessfully() const {
   return state_ == State::kExited && policy_.isSuccess(exit_code_, exit_signal_);
 }
 
+std::optional<std::string> Instance::exitError() const {
+  if (!exit_code_ && !exit_signal_) return std::nullopt;
+  if (policy_.isSuccess(exit_code_, exit_signal_)) return std::nullopt;
+  return describeExit(exit_code_, exit_signal_);
+}
+
 // The handlers. Each one runs for exactly the cells that name it in kTable below and sets the
 // next state itself, because several cells have a policy-dependent outcome (an exit of a running
 // child goes to `exited` or `backoff`), which a static "next state" column could not express.

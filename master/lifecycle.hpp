@@ -179,6 +179,9 @@ class Instance {
   std::optional<Request> pending() const { return pending_; }
   // Ended on its own with a success exit (SPEC §1.4: a satisfied one-shot dependency).
   bool exitedSuccessfully() const;
+  // Status `exit_error` (SPEC §2.2): "exited with code 3" / "killed by signal 9" for the last exit
+  // that was not a success exit; nullopt when there was none.
+  std::optional<std::string> exitError() const;
 
  private:
   friend struct Machine;  // the table's handlers (lifecycle.cpp)

@@ -333,9 +333,13 @@ TEST_CASE("auto_restart on-failure vs success exit codes", "[master][lifecycle]"
 
   Rig sig(p);
   sig.toRunning();
+  CHECK_FALSE(sig.in.exitError().has_value());
   CHECK(sig.send(Event::exitedSignal(sig.gen(), 9)).to == SB);
   CHECK(sig.in.exitSignal() == 9);
   CHECK_FALSE(sig.in.exitCode().has_value());
+  CHECK(sig.in.exitError() == "killed by signal 9");
+  CHECK(bad.in.exitError() == "exited with code 1");
+  CHECK_FALSE(ok.in.exitError().has_value());  // code 2 is a success code here
 
   p.auto_restart = config::AutoRestart::kAlways;
   Rig always(p);
