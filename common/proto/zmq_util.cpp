@@ -111,22 +111,27 @@ Status sendMessage(zmq::socket_t& s, const std::vector<std::string>& route, std:
   return {};
 }
 
-std::uint32_t pendingEvents(zmq::socket_t& s) {
+namespace {
+std::uint32_t pendingEventsOf(void* handle) {
   int events = 0;
   std::size_t len = sizeof events;
-  if (zmq_getsockopt(s.handle(), ZMQ_EVENTS, &events, &len) != 0) return 0;  // closed or terminated
+  if (zmq_getsockopt(handle, ZMQ_EVENTS, &events, &len) != 0) return 0;  // closed or terminated
   std::uint32_t bits = 0;
   if (events & ZMQ_POLLIN) bits |= EventLoop::kReadable;
   if (events & ZMQ_POLLOUT) bits |= EventLoop::kWritable;
   return bits;
 }
+}  // namespace
+
+std::uint32_t pendingEvents(zmq::socket_t& s) { return pendingEventsOf(s.handle()); }
 
 Status watchSocket(EventLoop& loop, zmq::socket_t& s, std::uint32_t interest, EventLoop::FdCallback cb) {
   int fd = -1;
   std::size_t len = sizeof fd;
   if (zmq_getsockopt(s.handle(), ZMQ_FD, &fd, &len) != 0) return zmqError("ZMQ_FD", zmq_errno());
-  zmq::socket_t* sock = &s;
-  return loop.addEdgeSource(fd, interest, [sock] { return pendingEvents(*sock); }, std::move(cb));
+  // The libzmq handle, not the socket_t: a socket_t may be moved while watched, its handle not.
+  void* handle = s.handle();
+  return loop.addEdgeSource(fd, interest, [handle] { return pendingEventsOf(handle); }, std::move(cb));
 }
 
 void unwatchSocket(EventLoop& loop, zmq::socket_t& s) {

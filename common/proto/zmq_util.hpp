@@ -64,7 +64,8 @@ std::uint32_t pendingEvents(zmq::socket_t& s);
 
 // Watches `s` from the loop as an edge source: `cb` runs while ZMQ_EVENTS has a bit of
 // `interest`, re-checked after every wake and on every turn before the loop sleeps. The socket
-// must outlive the watch; unwatch before closing it.
+// may be moved but must stay open while watched: unwatch before closing it. Watch kWritable only
+// while output waits (a DEALER is almost always writable: the callback would run every turn).
 Status watchSocket(EventLoop& loop, zmq::socket_t& s, std::uint32_t interest, EventLoop::FdCallback cb);
 void unwatchSocket(EventLoop& loop, zmq::socket_t& s);
 

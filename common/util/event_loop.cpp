@@ -302,7 +302,9 @@ std::size_t EventLoop::runOnce(std::optional<Duration> maxWait) {
     if (busy) wait = Duration::zero();
     if (auto d = nextDeadline()) wait = std::min(wait, std::max(Duration::zero(), *d - clock_.now()));
     if (maxWait) wait = std::min(wait, std::max(Duration::zero(), *maxWait));
-    if (wait != Duration::max()) {
+    if (wait >= std::chrono::milliseconds(INT_MAX)) {
+      timeoutMs = INT_MAX;  // ~24.8 days; the next turn computes the rest
+    } else {
       const auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
       timeoutMs = static_cast<int>(std::min<decltype(ms)>(ms, INT_MAX));
     }
