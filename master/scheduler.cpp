@@ -273,21 +273,38 @@ std::vector<Plan::Judgement> Plan::evaluate(const StatusMap& states) const {
 }
 
 std::vector<std::string> Plan::ready(const StatusMap& states) const {
-  std::vector<std::string> out;
-  const auto js = evaluate(states);
-  for (std::size_t i = 0; i < nodes_.size(); ++i)
-    if (js[i].verdict == Verdict::kIssue) out.push_back(nodes_[i].instance);
-  return out;
+  Plan preview = *this;
+  return preview.take(states);
 }
 
+// Consuming what needs nothing can open the next band or satisfy a dependency, so one call goes
+// on until a pass changes nothing: the caller may not get another state change to call again on
+// (everything already running, for one).
 std::vector<std::string> Plan::take(const StatusMap& states) {
   std::vector<std::string> out;
-  const auto js = evaluate(states);
-  for (std::size_t i = 0; i < nodes_.size(); ++i) {
-    if (js[i].verdict == Verdict::kIssue) out.push_back(nodes_[i].instance);
-    if (js[i].verdict == Verdict::kIssue || js[i].verdict == Verdict::kConsume) issued_.insert(nodes_[i].instance);
+  // What is issued now is on its way from the next pass on: its old state (an earlier exit, say)
+  // must not satisfy anyone.
+  StatusMap view = states;
+  for (bool progress = true; progress;) {
+    progress = false;
+    const auto js = evaluate(view);
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      const Verdict v = js[i].verdict;
+      if (v != Verdict::kIssue && v != Verdict::kConsume) continue;
+      if (!issued_.insert(nodes_[i].instance).second) continue;
+      if (v == Verdict::kIssue) {
+        out.push_back(nodes_[i].instance);
+        view[nodes_[i].instance] = InstanceStatus{kind_ == Kind::kStart ? State::kStarting : State::kStopping,
+                                                  false, std::nullopt, std::nullopt};
+      }
+      progress = true;
+    }
   }
-  return out;
+  // Plan order, whatever pass found them.
+  std::vector<std::string> ordered;
+  for (const auto& n : nodes_)
+    if (std::find(out.begin(), out.end(), n.instance) != out.end()) ordered.push_back(n.instance);
+  return ordered;
 }
 
 std::vector<Blocked> Plan::blocked(const StatusMap& states) const {
@@ -301,7 +318,9 @@ std::vector<Blocked> Plan::blocked(const StatusMap& states) const {
 void Plan::drop(const std::string& instance) { dropped_.insert(instance); }
 
 bool Plan::done(const StatusMap& states) const {
-  const auto js = evaluate(states);
+  Plan preview = *this;
+  if (!preview.take(states).empty()) return false;
+  const auto js = preview.evaluate(states);
   return std::all_of(js.begin(), js.end(), [this](const Judgement& j) {
     return j.verdict == Verdict::kDone || j.verdict == Verdict::kBlocked ||
            (kind_ == Kind::kStop && j.verdict == Verdict::kConsume);

@@ -55,10 +55,12 @@ class Plan {
   enum class Kind { kStart, kStop };
 
   Kind kind() const { return kind_; }
-  // Instances that may be started (stopped) now and were not issued yet, in plan order.
+  // Instances that may be started (stopped) now and were not issued yet, in plan order: what
+  // take() would return, without remembering it.
   std::vector<std::string> ready(const StatusMap& states) const;
-  // ready(), and remembers them as issued. Instances that need nothing (already running for a
-  // start, already down for a stop) are consumed silently. Call after every state change.
+  // ready(), remembered as issued, so each instance is handed out once. Instances that need
+  // nothing (already running for a start, already down for a stop) are consumed silently. Call it
+  // after every state change; the caller applies the result before the next call.
   std::vector<std::string> take(const StatusMap& states);
   // Start plans: instances kept stopped because a dependency ended fatal or exited with a failure.
   std::vector<Blocked> blocked(const StatusMap& states) const;

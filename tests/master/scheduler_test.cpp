@@ -77,6 +77,23 @@ TEST_CASE("a start plan skips what is already running and re-runs explicit exite
   CHECK(plan->take(m) == Strings{"c"});
 }
 
+TEST_CASE("what is already running opens the next bands within one call", "[master][scheduler]") {
+  const std::vector<config::ProgramSpec> programs{prog("db", 0), prog("api", 1, 1, {"db"}), prog("web", 2)};
+  StatusMap m{{"db", st(State::kRunning)}, {"api", st(State::kRunning)}};
+  auto plan = startPlan(programs, {});
+  REQUIRE(plan.ok());
+  CHECK(plan->ready(m) == Strings{"web"});
+  CHECK(plan->take(m) == Strings{"web"});  // no further state change would come to call again
+  m["web"] = st(State::kRunning);
+  CHECK(plan->done(m));
+
+  m["web"] = st(State::kRunning);
+  auto all_up = startPlan(programs, {});
+  REQUIRE(all_up.ok());
+  CHECK(all_up->done(m));  // nothing to do at all
+  CHECK(all_up->take(m).empty());
+}
+
 TEST_CASE("depends_on: dependencies first, then the dependent", "[master][scheduler]") {
   const std::vector<config::ProgramSpec> programs{prog("db", 0), prog("migrate", 0, 1, {"db"}),
                                                   prog("api", 0, 2, {"migrate", "db"}), prog("other", 0)};
@@ -103,8 +120,7 @@ TEST_CASE("a completed one-shot dependency is not re-run; an explicit one is", "
   StatusMap m{{"migrate", exitedWith(0, true)}};
   auto plan = startPlan(programs, {"api"});
   REQUIRE(plan.ok());
-  CHECK(plan->take(m).empty());  // migrate consumed as satisfied
-  CHECK(plan->take(m) == Strings{"api"});
+  CHECK(plan->take(m) == Strings{"api"});  // migrate consumed as satisfied
 
   auto both = startPlan(programs, {"api", "migrate"});
   REQUIRE(both.ok());
@@ -296,6 +312,13 @@ TEST_CASE("random programs: nothing starts early and every plan finishes", "[mas
     auto plan = startPlan(programs, {});
     REQUIRE(plan.ok());
     StatusMap m;
+    for (const auto& p : programs)  // some were up, or ended, before the plan
+      for (const auto& inst : p.instanceNames()) {
+        const int r = pick(8);
+        if (r == 0) m[inst] = st(State::kRunning);
+        if (r == 1) m[inst] = exitedWith(0, true);
+        if (r == 2) m[inst] = st(State::kFatal);
+      }
     std::set<std::string> starting;
     auto specOf = [&](const std::string& program) -> const config::ProgramSpec& {
       return *std::find_if(programs.begin(), programs.end(), [&](const auto& p) { return p.name == program; });
@@ -307,7 +330,12 @@ TEST_CASE("random programs: nothing starts early and every plan finishes", "[mas
       auto isBlocked = [&](const std::string& inst) {
         return std::any_of(blocked.begin(), blocked.end(), [&](const Blocked& b) { return b.instance == inst; });
       };
-      for (const auto& inst : plan->take(m)) {
+      const auto issued = plan->take(m);
+      for (const auto& inst : issued) {
+        m[inst] = st(State::kStarting);  // applied at once, as the master does
+        starting.insert(inst);
+      }
+      for (const auto& inst : issued) {
         // Find its program, then check the two gates held when it was handed out.
         const auto& spec = *std::find_if(programs.begin(), programs.end(), [&](const auto& p) {
           const auto names = p.instanceNames();
@@ -323,8 +351,6 @@ TEST_CASE("random programs: nothing starts early and every plan finishes", "[mas
         for (const auto& dep : spec.depends_on)
           for (const auto& d : specOf(dep).instanceNames())
             CHECK((m[d].state == State::kRunning || (m[d].state == State::kExited && m[d].exit_success)));
-        m[inst] = st(State::kStarting);
-        starting.insert(inst);
       }
       if (starting.empty()) continue;  // done() or blocked: the loop condition decides
       auto it = starting.begin();
