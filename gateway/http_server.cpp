@@ -1,0 +1,176 @@
+// httplib configuration, route registration from the one table, access checks and SSE.
+#include "gateway/http_server.hpp"
+
+#include <httplib.h>
+
+#include <regex>
+
+#include "gateway/log.hpp"
+
+namespace provisr::gateway {
+namespace {
+
+std::string regexEscape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (std::string_view(".^$|()[]{}*+?\\").find(c) != std::string_view::npos) out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+void sendJson(httplib::Response& res, int status, const Json& body) {
+  res.status = status;
+  res.set_content(body.dump() + "\n", "application/json");
+}
+
+void sendError(httplib::Response& res, const Error& e, std::string_view op) {
+  sendJson(res, httpStatusFor(e.code, op), errorBody(e));
+}
+
+}  // namespace
+
+std::string normalizeBasePath(std::string_view base) {
+  while (!base.empty() && (base.front() == ' ' || base.front() == '\t')) base.remove_prefix(1);
+  while (!base.empty() && (base.back() == ' ' || base.back() == '\t' || base.back() == '/')) base.remove_suffix(1);
+  if (base.empty()) return "";
+  std::string out(base);
+  if (out.front() != '/') out.insert(out.begin(), '/');
+  return out;
+}
+
+HttpServer::HttpServer(HttpOptions options, Context& ctx, const AccessPolicy& policy, EventHub& hub)
+    : options_(std::move(options)), ctx_(ctx), policy_(policy), hub_(hub), server_(std::make_unique<httplib::Server>()) {
+  auto& svr = *server_;
+  const std::size_t threads = options_.threads;
+  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  svr.set_tcp_nodelay(true);  // without it keep-alive stalls ~40 ms per request (DEPS.md)
+  svr.set_keep_alive_max_count(10000);
+  svr.set_keep_alive_timeout(5);
+  svr.set_read_timeout(5, 0);
+  svr.set_write_timeout(5, 0);
+  svr.set_payload_max_length(options_.max_body);
+
+  const std::string base = regexEscape(normalizeBasePath(options_.base_path));
+  for (const Route& route : routeTable()) {
+    const std::string pattern = base + std::string(route.path);
+    const Route* r = &route;
+    auto handler = [this, r](const httplib::Request& req, httplib::Response& res) {
+      const std::string_view op = r->op.empty() ? r->path : r->op;
+      Call call;
+      call.transport = Transport::kHttp;
+      for (const auto& [k, v] : req.params) {
+        if (!call.args.contains(k)) call.args[k] = v;
+      }
+      if (req.matches.size() > 1) call.args["name"] = req.matches[1].str();
+      if (!req.body.empty()) call.args["body"] = req.body;
+
+      const bool health = r->access == Access::kStatus && !call.args.contains("name") &&
+                          !call.args.contains("base") && !call.args.contains("wildcard");
+      auto token = bearerToken(req.get_header_value("Authorization"));
+      if (auto denied = checkAccess(policy_, r->access, token, isLoopbackAddress(req.remote_addr), health)) {
+        sendError(res, *denied, op);
+        return;
+      }
+      if (r->stream) {
+        auto topic = r->stream(call.args);
+        if (!topic) {
+          sendError(res, topic.error(), op);
+          return;
+        }
+        if (*topic) {
+          auto stream = hub_.open(**topic);
+          if (!stream) {
+            sendError(res, Error{ErrorCode::kUnavailable, "too many open event streams; close one or retry later"}, op);
+            return;
+          }
+          res.set_header("Cache-Control", "no-cache");
+          res.set_header("X-Accel-Buffering", "no");
+          auto first = std::make_shared<bool>(true);
+          res.set_chunked_content_provider(
+              "text/event-stream",
+              [this, stream, first](std::size_t, httplib::DataSink& sink) {
+                if (*first) {
+                  *first = false;
+                  const std::string hello = ": subscribed " + stream->prefix() + "\n\n";
+                  return sink.write(hello.data(), hello.size());
+                }
+                auto events = hub_.wait(*stream, options_.sse_ping);
+                if (hub_.isShutdown()) {
+                  sink.done();
+                  return true;
+                }
+                std::string out;
+                for (const auto& ev : events) out += "event: " + ev.topic + "\ndata: " + ev.json + "\n\n";
+                if (out.empty()) out = ":\n\n";  // keep-alive; a failed write frees the slot
+                return sink.write(out.data(), out.size());
+              },
+              [this, stream](bool) { hub_.close(stream); });
+          return;
+        }
+      }
+      auto result = runRoute(*r, call, ctx_);
+      if (!result) {
+        sendError(res, result.error(), op);
+        return;
+      }
+      sendJson(res, 200, *result);
+    };
+    if (route.method == "GET") {
+      svr.Get(pattern, handler);
+    } else {
+      svr.Post(pattern, handler);
+    }
+  }
+  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404) {
+      sendJson(res, 404, errorBody(Error{ErrorCode::kNotFound, "no route " + req.method + " " + req.path}));
+    } else if (res.status == 413) {
+      sendJson(res, 413, errorBody(Error{ErrorCode::kInvalidArgument, "request body too large"}));
+    }
+  });
+  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    sendJson(res, 500, errorBody(Error{ErrorCode::kInternal, "internal error: " + what}));
+  });
+}
+
+HttpServer::~HttpServer() = default;
+
+Status HttpServer::bind() {
+  std::string host = listenHost(options_.listen);
+  if (host.empty()) host = "0.0.0.0";
+  const auto colon = options_.listen.rfind(':');
+  if (colon == std::string::npos) {
+    return Error{ErrorCode::kInvalidArgument, "server.listen '" + options_.listen + "' needs host:port"};
+  }
+  int port = 0;
+  try {
+    port = std::stoi(options_.listen.substr(colon + 1));
+  } catch (const std::exception&) {
+    return Error{ErrorCode::kInvalidArgument, "server.listen '" + options_.listen + "': bad port"};
+  }
+  if (port == 0) {
+    port_ = server_->bind_to_any_port(host);
+    if (port_ <= 0) return Error{ErrorCode::kUnavailable, "cannot bind " + options_.listen};
+  } else {
+    if (!server_->bind_to_port(host, port)) {
+      return Error{ErrorCode::kUnavailable, "cannot bind " + options_.listen + " (address in use?)"};
+    }
+    port_ = port;
+  }
+  return {};
+}
+
+void HttpServer::run() { server_->listen_after_bind(); }
+
+void HttpServer::stop() { server_->stop(); }
+
+}  // namespace provisr::gateway

@@ -1,0 +1,348 @@
+// The route table and its handlers: one master request per call (two for GET /groups).
+#include "gateway/routes.hpp"
+
+#include <array>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "common/util/version.hpp"
+
+namespace provisr::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using proto::Selector;
+using proto::SelectorKind;
+
+Error invalid(std::string m) { return Error{ErrorCode::kInvalidArgument, std::move(m)}; }
+
+std::chrono::milliseconds extraWait(const std::optional<std::uint64_t>& ms) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(ms.value_or(0)));
+}
+
+Result<Selector> requiredSelector(const Args& args) {
+  auto sel = argSelector(args);
+  if (!sel) return sel.error();
+  if (!*sel) return invalid("give exactly one of name, base or wildcard");
+  return **sel;
+}
+
+// start / restart share everything but the message type.
+template <class Msg>
+Result<Json> selectorAction(const Call& c, Context& ctx) {
+  auto sel = requiredSelector(c.args);
+  if (!sel) return sel.error();
+  auto wait = argWaitMs(c.args);
+  if (!wait) return wait.error();
+  auto dry = argFlag(c.args, "dry_run");
+  if (!dry) return dry.error();
+  auto r = ctx.master.call<proto::ActionReply>(Msg{*sel, *wait, *dry}, extraWait(*wait));
+  if (!r) return r.error();
+  return renderAction(*r);
+}
+
+// The spec of register/update: the HTTP body, or the ZeroMQ args' `spec` map / `spec_json`.
+Result<std::string> specJson(const Call& c) {
+  if (auto s = argText(c.args, "spec_json")) {
+    auto parsed = parseJsonBody(*s);
+    if (!parsed) return parsed.error();
+    if (!parsed->is_object()) return invalid("the spec must be a JSON object");
+    return parsed->dump();
+  }
+  if (c.args.is_object() && c.args.contains("spec") && c.args["spec"].is_object()) return c.args["spec"].dump();
+  auto body = argText(c.args, "body");
+  if (!body || body->empty()) return invalid("send the program spec as a JSON object in the body");
+  auto parsed = parseJsonBody(*body);
+  if (!parsed) return parsed.error();
+  if (!parsed->is_object()) return invalid("the spec must be a JSON object");
+  if (!parsed->contains("name")) return invalid("the spec needs a name");
+  return parsed->dump();
+}
+
+// ---- handlers, one per route -------------------------------------------------------------------
+
+Result<Json> status(const Call& c, Context& ctx) {
+  auto sel = argSelector(c.args);
+  if (!sel) return sel.error();
+  if (!*sel && c.transport == Transport::kHttp) return Json{{"ok", true}};  // the Go health probe
+  auto sample = argFlag(c.args, "sample");
+  if (!sample) return sample.error();
+  proto::StatusRequest req{sel->value_or(Selector{SelectorKind::kAll, ""}), *sample};
+  auto r = ctx.master.call<proto::StatusReply>(req);
+  if (!r) return r.error();
+  if (r->single && r->instances.size() == 1) return renderStatus(r->instances.front());
+  if (req.selector.kind == SelectorKind::kName && r->instances.empty()) {
+    return Error{ErrorCode::kNotFound, "no instance or program named '" + req.selector.value + "'"};
+  }
+  return renderStatusList(std::move(r->instances));
+}
+
+Result<Json> start(const Call& c, Context& ctx) { return selectorAction<proto::Start>(c, ctx); }
+
+Result<Json> stop(const Call& c, Context& ctx) {
+  auto r = selectorAction<proto::Stop>(c, ctx);
+  // Go: a stop that matched nothing succeeds.
+  if (!r && r.error().code == ErrorCode::kNotFound) return renderAction(proto::ActionReply{});
+  return r;
+}
+
+Result<Json> restart(const Call& c, Context& ctx) { return selectorAction<proto::Restart>(c, ctx); }
+
+Result<Json> registerProgram(const Call& c, Context& ctx) {
+  auto spec = specJson(c);
+  if (!spec) return spec.error();
+  auto r = ctx.master.call<proto::ActionReply>(proto::Register{*spec});
+  if (!r) return r.error();
+  return renderAction(*r);
+}
+
+Result<Json> unregister(const Call& c, Context& ctx) {
+  auto sel = requiredSelector(c.args);
+  if (!sel) return sel.error();
+  auto r = ctx.master.call<proto::ActionReply>(proto::Unregister{*sel});
+  if (!r) return r.error();
+  return renderAction(*r);
+}
+
+Result<Json> update(const Call& c, Context& ctx) {
+  auto spec = specJson(c);
+  if (!spec) return spec.error();
+  auto wait = argWaitMs(c.args);
+  if (!wait) return wait.error();
+  auto r = ctx.master.call<proto::ActionReply>(proto::Update{*spec, *wait}, extraWait(*wait));
+  if (!r) return r.error();
+  return renderAction(*r);
+}
+
+Result<Json> groups(const Call&, Context& ctx) {
+  auto g = ctx.master.call<proto::GroupsReply>(proto::Groups{});
+  if (!g) return g.error();
+  auto all = ctx.master.call<proto::StatusReply>(proto::StatusRequest{Selector{SelectorKind::kAll, ""}, false});
+  if (!all) return all.error();
+  return renderGroups(*g, all->instances);
+}
+
+Result<Json> groupStatus(const Call& c, Context& ctx) {
+  auto g = argName(c.args, "group");
+  if (!g) return g.error();
+  auto r = ctx.master.call<proto::GroupStatusReply>(proto::GroupStatus{*g});
+  if (!r) return r.error();
+  return renderGroupStatus(*r);
+}
+
+template <class Msg>
+Result<Json> groupAction(const Call& c, Context& ctx) {
+  auto g = argName(c.args, "group");
+  if (!g) return g.error();
+  auto wait = argWaitMs(c.args);
+  if (!wait) return wait.error();
+  auto r = ctx.master.call<proto::ActionReply>(Msg{*g, *wait}, extraWait(*wait));
+  if (!r) return r.error();
+  return renderAction(*r);
+}
+
+Result<Json> groupStart(const Call& c, Context& ctx) { return groupAction<proto::GroupStart>(c, ctx); }
+Result<Json> groupStop(const Call& c, Context& ctx) { return groupAction<proto::GroupStop>(c, ctx); }
+
+Result<Json> debugProcesses(const Call& c, Context& ctx) {
+  std::string pattern = argText(c.args, "pattern").value_or("*");
+  if (pattern.empty()) pattern = "*";
+  if (!isSafePattern(pattern)) return invalid("invalid pattern '" + pattern.substr(0, 80) + "'");
+  auto r = ctx.master.call<proto::StatusReply>(proto::StatusRequest{Selector{SelectorKind::kWildcard, pattern}, false});
+  if (!r) return r.error();
+  return renderDebugProcesses(r->instances);
+}
+
+Result<Json> logs(const Call& c, Context& ctx) {
+  auto name = argName(c.args, "name");
+  if (!name) return name.error();
+  auto since = argUint(c.args, "since");
+  if (!since) return since.error();
+  auto limit = argUint(c.args, "limit");
+  if (!limit) return limit.error();
+  proto::Logs req;
+  req.name = *name;
+  req.since = *since;
+  req.limit = static_cast<std::uint32_t>(std::min<std::uint64_t>(limit->value_or(200), 1000));
+  if (auto s = argText(c.args, "stream")) {
+    auto parsed = proto::parseWireName<proto::LogStreams>(*s);
+    if (!parsed) return invalid("stream must be both, stdout or stderr");
+    req.stream = *parsed;
+  }
+  auto r = ctx.master.call<proto::LogsReply>(req);
+  if (!r) return r.error();
+  return renderLogs(*name, *r);
+}
+
+Result<std::optional<std::string>> logsStream(const Args& args) {
+  auto follow = argFlag(args, "follow");
+  if (!follow) return follow.error();
+  if (!*follow) return std::optional<std::string>();
+  auto name = argName(args, "name");
+  if (!name) return name.error();
+  return std::optional<std::string>("log." + *name);
+}
+
+Result<Json> events(const Call&, Context&) {
+  return Error{ErrorCode::kInvalidArgument, "events are a stream: use GET /events (SSE) or the zmq_events PUB socket"};
+}
+
+Result<std::optional<std::string>> eventsStream(const Args&) { return std::optional<std::string>("state."); }
+
+Result<Json> spec(const Call& c, Context& ctx) {
+  auto name = argName(c.args, "name");
+  if (!name) return name.error();
+  auto r = ctx.master.call<proto::SpecReply>(proto::Spec{*name});
+  if (!r) return r.error();
+  auto parsed = parseJsonBody(r->spec_json);
+  if (!parsed || !parsed->is_object()) return Error{ErrorCode::kInternal, "the master sent a spec that is not a JSON object"};
+  Json out = std::move(*parsed);
+  out["provisioned"] = r->origin == "config";
+  out["origin"] = r->origin;
+  return out;
+}
+
+Result<Json> settings(const Call&, Context& ctx) {
+  auto r = ctx.master.call<proto::SettingsReply>(proto::Settings{});
+  if (!r) return r.error();
+  Json out = Json::object();
+  if (auto parsed = parseJsonBody(r->settings_json); parsed && parsed->is_object()) out = std::move(*parsed);
+  // The Go shape; the gateway's own view of auth and metrics wins.
+  out["auth_enabled"] = ctx.auth_enabled;
+  out["metrics_enabled"] = ctx.metrics_enabled;
+  out["history_enabled"] = false;
+  out["cron_scheduler_enabled"] = false;
+  out["program_persistence"] = true;
+  if (!out.contains("configured_group_count")) out["configured_group_count"] = ctx.configured_groups;
+  return out;
+}
+
+Result<Json> scale(const Call& c, Context& ctx) {
+  auto name = argName(c.args, "name");
+  if (!name) return name.error();
+  auto n = argUint(c.args, "instances");
+  if (!n) return n.error();
+  if (!*n || **n > 1000) return invalid("instances must be an integer from 0 to 1000");
+  auto r = ctx.master.call<proto::ActionReply>(proto::Scale{*name, static_cast<std::uint32_t>(**n)});
+  if (!r) return r.error();
+  return renderAction(*r);
+}
+
+Result<Json> reload(const Call& c, Context& ctx) {
+  auto dry = argFlag(c.args, "dry_run");
+  if (!dry) return dry.error();
+  auto r = ctx.master.call<proto::ReloadReply>(proto::Reload{*dry}, 30s);
+  if (!r) return r.error();
+  return renderReload(*r);
+}
+
+Result<Json> reopenLogs(const Call&, Context& ctx) {
+  auto r = ctx.master.call<proto::OkReply>(proto::ReopenLogs{});
+  if (!r) return r.error();
+  return Json{{"ok", true}};
+}
+
+Result<Json> shutdown(const Call&, Context& ctx) {
+  auto r = ctx.master.call<proto::OkReply>(proto::Shutdown{});
+  if (!r) return r.error();
+  return Json{{"ok", true}};
+}
+
+Result<Json> health(const Call&, Context& ctx) {
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  return readHealth(ctx.run_dir, now);
+}
+
+Result<Json> versionInfo(const Call&, Context&) { return Json{{"version", std::string(provisr::version())}}; }
+
+Result<Json> metricsGone(const Call&, Context&) {
+  return Error{ErrorCode::kNotFound,
+               "the JSON metrics endpoints were replaced by Prometheus: scrape http://<[metrics] listen>/metrics"};
+}
+
+// THE table. Paths are under base_path.
+constexpr std::array kRoutes = {
+    Route{"GET", "/status", "status", Access::kStatus, status},
+    Route{"POST", "/start", "start", Access::kFull, start},
+    Route{"POST", "/stop", "stop", Access::kFull, stop},
+    Route{"POST", "/restart", "restart", Access::kFull, restart},
+    Route{"POST", "/register", "register", Access::kRegistration, registerProgram},
+    Route{"POST", "/unregister", "unregister", Access::kRegistration, unregister},
+    Route{"POST", "/update", "update", Access::kRegistration, update},
+    Route{"GET", "/groups", "groups", Access::kRead, groups},
+    Route{"GET", "/group/status", "group_status", Access::kRead, groupStatus},
+    Route{"POST", "/group/start", "group_start", Access::kFull, groupStart},
+    Route{"POST", "/group/stop", "group_stop", Access::kFull, groupStop},
+    Route{"GET", "/debug/processes", "debug_processes", Access::kRead, debugProcesses},
+    Route{"GET", "/processes/([^/]+)/logs", "logs", Access::kRead, logs, logsStream},
+    Route{"GET", "/processes/([^/]+)/spec", "spec", Access::kFull, spec},
+    Route{"GET", "/settings/status", "settings", Access::kFull, settings},
+    Route{"POST", "/scale", "scale", Access::kFull, scale},
+    Route{"POST", "/reload", "reload", Access::kFull, reload},
+    Route{"POST", "/reopen-logs", "reopen_logs", Access::kFull, reopenLogs},
+    Route{"POST", "/shutdown", "shutdown", Access::kFull, shutdown},
+    Route{"GET", "/events", "", Access::kRead, events, eventsStream},
+    Route{"GET", "/health", "health", Access::kOpen, health},
+    Route{"GET", "/version", "version", Access::kRead, versionInfo},
+    Route{"GET", "/metrics", "", Access::kOpen, metricsGone},
+    Route{"GET", "/metrics/group", "", Access::kOpen, metricsGone},
+    Route{"GET", "/metrics/history", "", Access::kOpen, metricsGone},
+};
+
+}  // namespace
+
+std::span<const Route> routeTable() { return kRoutes; }
+
+const Route* findOp(std::string_view op) {
+  if (op.empty()) return nullptr;
+  for (const auto& r : kRoutes) {
+    if (r.op == op) return &r;
+  }
+  return nullptr;
+}
+
+Result<Json> runRoute(const Route& route, const Call& call, Context& ctx) {
+  try {
+    return route.handler(call, ctx);
+  } catch (const std::exception& e) {
+    return Error{ErrorCode::kInternal, std::string("internal error in ") + std::string(route.path) + ": " + e.what()};
+  }
+}
+
+Result<Json> readHealth(const std::string& run_dir, std::int64_t now_ms) {
+  const std::string path = run_dir + "/components.json";
+  std::ifstream in(path);
+  if (!in) {
+    return Error{ErrorCode::kUnavailable, "cannot read " + path + " (is the keeper running? start provisr serve)"};
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto parsed = parseJsonBody(ss.str());
+  if (!parsed || !parsed->is_object()) return Error{ErrorCode::kUnavailable, path + " is not a JSON object"};
+  Json components = Json::object();
+  bool ok = true;
+  for (auto it = parsed->begin(); it != parsed->end(); ++it) {
+    const Json& c = it.value();
+    if (!c.is_object()) continue;
+    Json out = Json::object();
+    out["pid"] = c.value("pid", Json(nullptr));
+    out["restarts"] = c.value("restarts", 0);
+    out["state"] = c.value("state", std::string("unknown"));
+    if (c.contains("started_at_ms") && c["started_at_ms"].is_number_integer()) {
+      const auto at = c["started_at_ms"].get<std::int64_t>();
+      out["started_at"] = rfc3339Ms(at);
+      out["up_seconds"] = static_cast<double>(now_ms - at) / 1000.0;
+    } else {
+      out["started_at"] = nullptr;
+      out["up_seconds"] = nullptr;
+    }
+    if (out["state"] != "running") ok = false;
+    components[it.key()] = std::move(out);
+  }
+  return Json{{"ok", ok}, {"components", components}};
+}
+
+}  // namespace provisr::gateway
