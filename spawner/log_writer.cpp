@@ -21,7 +21,6 @@
 namespace provisr::spawner {
 namespace {
 
-constexpr std::size_t kPage = 4096;
 constexpr std::size_t kMaxCarry = 64 * 1024;  // timestamps: longest partial line held in memory
 constexpr std::size_t kTimestampLen = 19;     // yyyymmddThhmmss.mmm
 constexpr mode_t kFileMode = 0640;
@@ -380,20 +379,31 @@ void LogScratch::ensureCapacity(std::size_t bytes) {
 // ---- LogStream ------------------------------------------------------------------------------
 
 LogStream::LogStream(UniqueFd pipe, std::shared_ptr<LogFile> file, LogScratch& scratch, const Clock& clock,
-                     LogStreamKind kind, bool timestamps, std::shared_ptr<LogRing> ring)
+                     LogStreamKind kind, bool timestamps, std::shared_ptr<LogRing> ring, PipePair hold)
     : pipe_(std::move(pipe)),
       file_(std::move(file)),
       scratch_(scratch),
       clock_(clock),
       kind_(kind),
       timestamps_(timestamps),
-      ring_(std::move(ring)) {
+      ring_(std::move(ring)),
+      hold_(std::move(hold)) {
   file_->addWriter();
   int fl = ::fcntl(pipe_.get(), F_GETFL);
   if (fl >= 0) ::fcntl(pipe_.get(), F_SETFL, fl | O_NONBLOCK);
   int cap = ::fcntl(pipe_.get(), F_GETPIPE_SZ);
-  if (cap > 0) pipeCapacity_ = static_cast<std::size_t>(cap);
-  scratch_.ensureCapacity(pipeCapacity_);
+  scratch_.ensureCapacity(cap > 0 ? static_cast<std::size_t>(cap) : 65536);
+  if (!hold_.read.valid() || !hold_.write.valid()) {
+    std::array<int, 2> fds{};
+    if (::pipe2(fds.data(), O_CLOEXEC | O_NONBLOCK) == 0) {
+      hold_.read.reset(fds[0]);
+      hold_.write.reset(fds[1]);
+      ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(kHoldPipeSize));
+    }
+  } else {
+    int n = 0;  // adopted from the keeper: it may hold a partial line from the last spawner
+    if (::ioctl(hold_.read.get(), FIONREAD, &n) == 0) holdBytes_ = static_cast<std::size_t>(n);
+  }
 }
 
 LogStream::~LogStream() {
@@ -411,17 +421,6 @@ PumpResult LogStream::pump(bool flushPartial, std::size_t budget) {
   return r;
 }
 
-bool LogStream::writersGone() const {
-  pollfd p{pipe_.get(), POLLIN, 0};
-  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) != 0;
-}
-
-std::size_t LogStream::bytesInPipe() const {
-  int n = 0;
-  if (::ioctl(pipe_.get(), FIONREAD, &n) != 0) return 0;
-  return static_cast<std::size_t>(n);
-}
-
 PumpResult LogStream::pumpSplice(bool flushPartial, std::size_t budget) {
   std::size_t spent = 0;
   for (;;) {
@@ -430,11 +429,16 @@ PumpResult LogStream::pumpSplice(bool flushPartial, std::size_t budget) {
     ssize_t t = ::tee(pipe_.get(), scratch_.writeFd(), scratch_.capacity(), SPLICE_F_NONBLOCK);
     if (t < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN) return PumpResult::kDrained;
-      counters_.lastErrno = errno;
+      if (errno != EAGAIN) counters_.lastErrno = errno;
+      if (errno == EAGAIN) {
+        if (flushPartial || (holdBytes_ > 0 && !file_->shared())) flushHold();
+        return holdBytes_ > 0 ? PumpResult::kHeld : PumpResult::kDrained;
+      }
+    }
+    if (t <= 0) {
+      flushHold();  // EOF: the last partial line is written as it is
       return PumpResult::kEof;
     }
-    if (t == 0) return PumpResult::kEof;
     std::vector<char>& buf = scratch_.buffer();
     std::size_t n = static_cast<std::size_t>(t);
     std::size_t got = 0;
@@ -449,24 +453,49 @@ PumpResult LogStream::pumpSplice(bool flushPartial, std::size_t budget) {
       }
     }
     n = got;
+    if (ring_) ring_->append(kind_, std::string_view(buf.data(), n));  // best effort copy
     std::size_t want = n;
-    if (file_->shared() && !flushPartial) {
+    if (file_->shared()) {
       const void* nl = ::memrchr(buf.data(), '\n', n);
-      if (nl != nullptr) {
-        want = static_cast<std::size_t>(static_cast<const char*>(nl) - buf.data()) + 1;
-      } else if (bytesInPipe() + kPage <= pipeCapacity_ && !writersGone()) {
-        // A partial line with room behind it: leave it in the pipe (safe across a spawner
-        // crash) until its newline comes. A full pipe would block the child, so that one is split.
-        return PumpResult::kHeld;
-      }
+      want = nl == nullptr ? 0 : static_cast<std::size_t>(static_cast<const char*>(nl) - buf.data()) + 1;
     }
-    std::size_t written = spliceToFile(want);
-    account(buf.data(), want, written);
-    spent += want;
+    if (want > 0) {
+      flushHold();  // the held bytes start the first line this data completes
+      count(buf.data(), spliceToFile(pipe_.get(), want));
+    }
+    if (want < n) toHold(n - want);
+    spent += n;
   }
 }
 
-std::size_t LogStream::spliceToFile(std::size_t want) {
+void LogStream::toHold(std::size_t n) {
+  std::size_t left = n;
+  while (left > 0) {
+    ssize_t r = hold_.write ? ::splice(pipe_.get(), nullptr, hold_.write.get(), nullptr, left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK) : -1;
+    if (r > 0) {
+      holdBytes_ += static_cast<std::size_t>(r);
+      left -= static_cast<std::size_t>(r);
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    // The hold pipe is full: a line longer than it is split here.
+    if (holdBytes_ > 0) {
+      flushHold();
+      continue;
+    }
+    counters_.bytes += spliceToFile(pipe_.get(), left);  // no hold pipe at all: write as it is
+    break;
+  }
+}
+
+void LogStream::flushHold() {
+  if (holdBytes_ == 0) return;
+  std::size_t n = holdBytes_;
+  holdBytes_ = 0;
+  counters_.bytes += spliceToFile(hold_.read.get(), n);  // a partial line: no newline to count
+}
+
+std::size_t LogStream::spliceToFile(int src, std::size_t want) {
   std::size_t left = want;
   std::size_t written = 0;
   while (left > 0) {
@@ -477,7 +506,7 @@ std::size_t LogStream::spliceToFile(std::size_t want) {
       break;
     }
     loff_t off = static_cast<loff_t>(file_->offset());
-    ssize_t r = ::splice(pipe_.get(), nullptr, file_->fd(), &off, left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t r = ::splice(src, nullptr, file_->fd(), &off, left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (r > 0) {
       file_->advance(static_cast<std::size_t>(r));
       left -= static_cast<std::size_t>(r);
@@ -490,14 +519,14 @@ std::size_t LogStream::spliceToFile(std::size_t want) {
     counters_.lastErrno = r < 0 ? errno : EIO;
     break;
   }
-  if (left > 0) dropFromPipe(left);
+  if (left > 0) counters_.droppedBytes += dropFrom(src, left);
   return written;
 }
 
-std::size_t LogStream::dropFromPipe(std::size_t n) {
+std::size_t LogStream::dropFrom(int src, std::size_t n) {
   std::size_t dropped = 0;
   while (dropped < n) {
-    ssize_t r = ::splice(pipe_.get(), nullptr, scratch_.devNull(), nullptr, n - dropped, SPLICE_F_NONBLOCK);
+    ssize_t r = ::splice(src, nullptr, scratch_.devNull(), nullptr, n - dropped, SPLICE_F_NONBLOCK);
     if (r > 0) {
       dropped += static_cast<std::size_t>(r);
       continue;
@@ -505,18 +534,16 @@ std::size_t LogStream::dropFromPipe(std::size_t n) {
     if (r < 0 && errno == EINTR) continue;
     // Fall back to reading into a throwaway buffer.
     std::array<char, 4096> sink{};
-    ssize_t rd = ::read(pipe_.get(), sink.data(), std::min(sink.size(), n - dropped));
+    ssize_t rd = ::read(src, sink.data(), std::min(sink.size(), n - dropped));
     if (rd <= 0) break;
     dropped += static_cast<std::size_t>(rd);
   }
   return dropped;
 }
 
-void LogStream::account(const char* data, std::size_t n, std::size_t written) {
+void LogStream::count(const char* data, std::size_t written) {
   counters_.bytes += written;
   counters_.lines += countNewlines(data, written);
-  counters_.droppedBytes += n - written;
-  if (ring_) ring_->append(kind_, std::string_view(data, n));
 }
 
 PumpResult LogStream::pumpCopy(bool flushPartial, std::size_t budget) {

@@ -17,6 +17,7 @@
 #include "common/util/clock.hpp"
 #include "common/util/fd.hpp"
 #include "common/util/result.hpp"
+#include "spawner/launcher.hpp"  // PipePair
 #include "spawner/log_ring.hpp"
 
 namespace provisr::spawner {
@@ -166,28 +167,40 @@ struct LogCounters {
 
 enum class PumpResult {
   kDrained,  // the pipe is empty: wait until it is readable again
-  kHeld,     // only a partial line is left, kept in the pipe (shared file): wait for more data
-             // (register the fd edge-triggered) or call pump(true) from a flush timer
+  kHeld,     // the pipe is empty but a partial line waits in the hold pipe (shared file): wait
+             // for more data, or call pump(true) from a flush timer to write it as it is
   kMore,     // the byte budget ran out with data left: call again after other work
   kEof,      // every writer is gone and the pipe is empty
 };
 
 // Moves one child pipe (stdout or stderr) into its LogFile, counting and feeding the ring.
+//
+// For a shared file only whole lines may land, so a trailing partial line has to wait for its
+// newline. It waits in a per-stream *hold pipe*, not in the child's pipe: a writer blocked on a
+// full pipe that was not empty when it started waiting wakes no reader (Linux pipe_write wakes
+// readers before sleeping only if the pipe was empty), so a partial line left at the head of the
+// child's pipe would deadlock a large writer under edge-triggered epoll. Moving it with splice
+// keeps the bytes in the kernel; the hold pipe's fds are what the keeper must also hold for the
+// "no byte lost" guarantee (holdRead()/holdWrite(), adopted back through the constructor).
 class LogStream {
  public:
   static constexpr std::size_t kDefaultBudget = 4 * 1024 * 1024;
+  static constexpr std::size_t kHoldPipeSize = 256 * 1024;
 
   LogStream(UniqueFd pipe, std::shared_ptr<LogFile> file, LogScratch& scratch, const Clock& clock,
-            LogStreamKind kind, bool timestamps, std::shared_ptr<LogRing> ring);
+            LogStreamKind kind, bool timestamps, std::shared_ptr<LogRing> ring, PipePair hold = {});
   ~LogStream();
   LogStream(const LogStream&) = delete;
   LogStream& operator=(const LogStream&) = delete;
 
-  // Moves what the pipe holds. flushPartial: also write a trailing partial line (a flush timer, or
+  // Moves what the pipe holds. flushPartial: also write a held partial line (a flush timer, or
   // shutdown). Never blocks on the pipe.
   PumpResult pump(bool flushPartial = false, std::size_t budget = kDefaultBudget);
 
   int fd() const { return pipe_.get(); }
+  int holdRead() const { return hold_.read.get(); }
+  int holdWrite() const { return hold_.write.get(); }
+  std::size_t heldBytes() const { return holdBytes_; }
   const LogCounters& counters() const { return counters_; }
   const std::shared_ptr<LogFile>& file() const { return file_; }
   LogStreamKind kind() const { return kind_; }
@@ -195,12 +208,12 @@ class LogStream {
  private:
   PumpResult pumpSplice(bool flushPartial, std::size_t budget);
   PumpResult pumpCopy(bool flushPartial, std::size_t budget);
-  std::size_t spliceToFile(std::size_t want);
-  std::size_t dropFromPipe(std::size_t n);
+  std::size_t spliceToFile(int src, std::size_t want);
+  std::size_t dropFrom(int src, std::size_t n);
+  void flushHold();
+  void toHold(std::size_t n);
+  void count(const char* data, std::size_t written);
   void writeCopied(const std::string& out, std::size_t rawBytes, std::size_t rawLines);
-  void account(const char* data, std::size_t n, std::size_t written);
-  bool writersGone() const;
-  std::size_t bytesInPipe() const;
 
   UniqueFd pipe_;
   std::shared_ptr<LogFile> file_;
@@ -209,7 +222,8 @@ class LogStream {
   LogStreamKind kind_;
   bool timestamps_;
   std::shared_ptr<LogRing> ring_;
-  std::size_t pipeCapacity_ = 65536;
+  PipePair hold_;
+  std::size_t holdBytes_ = 0;
   LogCounters counters_;
   std::string carry_;  // timestamps only: a partial line read but not yet written
   bool atLineStart_ = true;

@@ -340,7 +340,7 @@ std::size_t inPipe(int fd) {
   return static_cast<std::size_t>(n);
 }
 
-TEST_CASE("a shared file keeps a partial line in the pipe until its newline comes", "[spawner]") {
+TEST_CASE("a shared file keeps a partial line in the hold pipe until its newline comes", "[spawner]") {
   Fixture fx;
   HandPipe a;
   HandPipe b;
@@ -353,7 +353,10 @@ TEST_CASE("a shared file keeps a partial line in the pipe until its newline come
   CHECK(sa.pump() == PumpResult::kHeld);
   CHECK(sb.pump() == PumpResult::kDrained);
   CHECK(slurp(fx.dir.str("s.log")) == "first line\nother line\n");
-  CHECK(inPipe(aRead) == 9);  // "hello wor" is still the kernel's, not ours
+  // "hello wor" is still the kernel's, not ours: in the hold pipe, out of the child's way.
+  CHECK(inPipe(aRead) == 0);
+  CHECK(sa.heldBytes() == 9);
+  CHECK(inPipe(sa.holdRead()) == 9);
   a.put("ld\ntail");
   CHECK(sa.pump() == PumpResult::kHeld);
   CHECK(slurp(fx.dir.str("s.log")) == "first line\nother line\nhello world\n");
@@ -361,9 +364,47 @@ TEST_CASE("a shared file keeps a partial line in the pipe until its newline come
   CHECK(sa.pump() == PumpResult::kEof);
   CHECK(slurp(fx.dir.str("s.log")) == "first line\nother line\nhello world\ntail");
   CHECK(sa.counters().lines == 2);
+  CHECK(sa.counters().bytes == std::string("first line\nhello world\ntail").size());
   b.put("forced");
   CHECK(sb.pump() == PumpResult::kDrained);  // a single writer: no holding
   CHECK(slurp(fx.dir.str("s.log")).size() == std::string("first line\nother line\nhello world\ntailforced").size());
+}
+
+TEST_CASE("large writers sharing a file never stall and write whole lines", "[spawner]") {
+  // cat writes 128 KiB at a time into a 64 KiB pipe: it blocks mid-write, and a reader that left a
+  // partial line in that pipe would never be woken again (the regression this guards).
+  Fixture fx;
+  constexpr long kLines = 100000;
+  constexpr std::size_t kLen = 100;
+  std::string input = fx.dir.str("input");
+  {
+    std::ofstream in(input);
+    for (long i = 0; i < kLines; ++i) in << chattyLine("L", i, kLen) << '\n';
+  }
+  auto shared = fx.file("big.log");
+  std::vector<std::pair<ManagedChild, Launched>> kids;
+  std::vector<std::unique_ptr<LogStream>> streams;
+  Pumper p;
+  for (int i = 0; i < 2; ++i) {
+    kids.push_back(fx.start({"cat", input}));
+    streams.push_back(std::make_unique<LogStream>(std::move(kids.back().second.stdoutRead), shared, *fx.scratch, fx.clock,
+                                                  LogStreamKind::kStdout, false, nullptr));
+    p.add(*streams.back());
+  }
+  REQUIRE(p.runToEof());
+  for (auto& k : kids) fx.finish(k.first);
+  auto lines = splitLines(slurp(fx.dir.str("big.log")));
+  CHECK(lines.size() == 2 * kLines);
+  std::size_t bad = 0;
+  for (const auto& line : lines) {
+    std::istringstream in(line);
+    std::string tag;
+    long seq = -1;
+    in >> tag >> seq;
+    if (line != chattyLine("L", seq, kLen)) ++bad;
+  }
+  CHECK(bad == 0);
+  CHECK(streams[0]->counters().bytes + streams[1]->counters().bytes == 2 * kLines * kLen);
 }
 
 TEST_CASE("reopen follows an outside logrotate", "[spawner]") {
