@@ -627,14 +627,16 @@ void MasterCore::onSnapshotReply(const proto::Envelope& env, CoreEffects& fx) {
     } else if (s == State::kStarting && !in.life.pid()) {
       apply(in, Event::spawned(c.generation, c.pid), fx);
     }
+    // Stopped by its user (maybe while the old master died): no restart policy applies to it.
+    if (first && store_.intent(in.name) == Intent::kStopped && in.life.state() == State::kRunning) {
+      apply(in, Event::stop(), fx);
+    }
     if (c.state == proto::ChildState::kExited) {
       Event e = Event::of(EventKind::kExited);
       e.generation = c.generation;
       e.exit_code = c.exit_code;
       e.exit_signal = c.exit_signal;
       apply(in, e, fx);
-    } else if (first && store_.intent(in.name) == Intent::kStopped) {
-      apply(in, Event::stop(), fx);  // it was being stopped when the old master died
     }
   }
   if (!first) {

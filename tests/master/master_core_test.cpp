@@ -316,6 +316,18 @@ TEST_CASE("persisted intent is read back only when the daemon is continuing", "[
     CHECK(h.core->status("api-2")->restarts == 4);
     CHECK(h.spawnedKeys().count("api-1") == 1);  // not stopped by a user: started
   }
+  SECTION("continuing: a stopped instance whose exit was never acknowledged is not restarted") {
+    ps.intents["api-2"] = Intent::kStopped;
+    Harness h(ps);
+    proto::ChildInfo gone = child("api-2", 1, 502);
+    gone.state = proto::ChildState::kExited;
+    gone.exit_signal = 15;
+    h.connect(2, {gone});
+    CHECK(h.state("api-2") == "stopped");
+    CHECK(h.spawnedKeys().count("api-2") == 0);
+    h.advance(5s);
+    CHECK(h.spawnedKeys().count("api-2") == 0);
+  }
 }
 
 TEST_CASE("a request on an instance mid-transition is queued and runs after it", "[master]") {
