@@ -26,6 +26,7 @@ namespace {
 
 constexpr std::size_t kChildStackSize = 256 * 1024;
 constexpr rlim_t kChildNofile = 1024;
+constexpr std::size_t kOutputPipeSize = 256 * 1024;
 constexpr unsigned kCloseRangeCloexec = 1U << 2;  // CLOSE_RANGE_CLOEXEC, Linux 5.11
 constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
 
@@ -288,6 +289,9 @@ Result<PipePair> makeOutputPipe() {
     return makeError(ErrorCode::kSpawnFailed, "pipe2: " + errnoText(errno));
   }
   PipePair p{UniqueFd(fds[0]), UniqueFd(fds[1])};
+  // Bigger than the 64 KiB default: a burst does not block the child, and the log writer moves
+  // more per syscall. Best effort (a non-root user past pipe-user-pages-soft gets less).
+  ::fcntl(p.write.get(), F_SETPIPE_SZ, static_cast<int>(kOutputPipeSize));
   int fl = ::fcntl(p.read.get(), F_GETFL);
   ::fcntl(p.read.get(), F_SETFL, fl | O_NONBLOCK);
   return p;

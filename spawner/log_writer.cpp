@@ -316,12 +316,22 @@ void LogFile::afterRotate(const std::string& backup) {
   }
 }
 
-Status LogFile::prepareWrite(std::size_t n) {
-  if (!fd_) {
-    if (Status st = openFd(); !st.ok()) return st;  // e.g. the disk or directory came back
+std::size_t LogFile::nextChunk(const char* data, std::size_t n) {
+  if (!fd_) (void)openFd();  // e.g. the disk or directory came back; failure shows at the write
+  if (policy_.maxSize == 0) return n;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::uint64_t room64 = offset_ >= policy_.maxSize ? 0 : policy_.maxSize - offset_;
+    std::size_t room = static_cast<std::size_t>(std::min<std::uint64_t>(room64, n));
+    if (n <= room64) return n;
+    if (data != nullptr && room > 0) {
+      if (const void* nl = ::memrchr(data, '\n', room)) {
+        return static_cast<std::size_t>(static_cast<const char*>(nl) - data) + 1;
+      }
+    }
+    if (offset_ == 0) return room;  // a fresh file and a line longer than max_size: split it
+    if (!rotate().ok()) return n;   // cannot rotate: keep writing rather than lose bytes
   }
-  if (policy_.maxSize > 0 && offset_ > 0 && offset_ + n > policy_.maxSize) return rotate();
-  return {};
+  return n;
 }
 
 // ---- LogFileSet -----------------------------------------------------------------------------
@@ -461,7 +471,7 @@ PumpResult LogStream::pumpSplice(bool flushPartial, std::size_t budget) {
     }
     if (want > 0) {
       flushHold();  // the held bytes start the first line this data completes
-      count(buf.data(), spliceToFile(pipe_.get(), want));
+      count(buf.data(), spliceToFile(pipe_.get(), want, buf.data()));
     }
     if (want < n) toHold(n - want);
     spent += n;
@@ -483,7 +493,7 @@ void LogStream::toHold(std::size_t n) {
       flushHold();
       continue;
     }
-    counters_.bytes += spliceToFile(pipe_.get(), left);  // no hold pipe at all: write as it is
+    counters_.bytes += spliceToFile(pipe_.get(), left, nullptr);  // no hold pipe at all: write as it is
     break;
   }
 }
@@ -492,21 +502,21 @@ void LogStream::flushHold() {
   if (holdBytes_ == 0) return;
   std::size_t n = holdBytes_;
   holdBytes_ = 0;
-  counters_.bytes += spliceToFile(hold_.read.get(), n);  // a partial line: no newline to count
+  counters_.bytes += spliceToFile(hold_.read.get(), n, nullptr);  // a partial line: no newline to count
 }
 
-std::size_t LogStream::spliceToFile(int src, std::size_t want) {
+std::size_t LogStream::spliceToFile(int src, std::size_t want, const char* data) {
   std::size_t left = want;
   std::size_t written = 0;
   while (left > 0) {
-    if (Status st = file_->prepareWrite(left); !st.ok()) counters_.lastErrno = EIO;
+    std::size_t chunk = file_->nextChunk(data != nullptr ? data + written : nullptr, left);
     if (file_->fd() < 0) {
       ++counters_.writeErrors;
       counters_.lastErrno = EBADF;
       break;
     }
     loff_t off = static_cast<loff_t>(file_->offset());
-    ssize_t r = ::splice(src, nullptr, file_->fd(), &off, left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t r = ::splice(src, nullptr, file_->fd(), &off, chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (r > 0) {
       file_->advance(static_cast<std::size_t>(r));
       left -= static_cast<std::size_t>(r);
@@ -593,10 +603,11 @@ PumpResult LogStream::pumpCopy(bool flushPartial, std::size_t budget) {
 }
 
 void LogStream::writeCopied(const std::string& out, std::size_t rawBytes, std::size_t rawLines) {
-  if (Status st = file_->prepareWrite(out.size()); !st.ok()) counters_.lastErrno = EIO;
   std::size_t done = 0;
-  while (done < out.size() && file_->fd() >= 0) {
-    ssize_t w = ::pwrite(file_->fd(), out.data() + done, out.size() - done, static_cast<off_t>(file_->offset()));
+  while (done < out.size()) {
+    std::size_t chunk = file_->nextChunk(out.data() + done, out.size() - done);
+    if (file_->fd() < 0) break;
+    ssize_t w = ::pwrite(file_->fd(), out.data() + done, chunk, static_cast<off_t>(file_->offset()));
     if (w > 0) {
       file_->advance(static_cast<std::size_t>(w));
       done += static_cast<std::size_t>(w);

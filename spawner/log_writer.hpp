@@ -98,8 +98,10 @@ class LogFile {
   Status reopen();
   // Rename to a backup now, open a fresh file, queue compression/pruning.
   Status rotate();
-  // Called before writing n bytes: rotates when they would push the file past maxSize.
-  Status prepareWrite(std::size_t n);
+  // How many of the next n bytes to write now, rotating first when needed, so no file passes
+  // maxSize: a cut falls after the last newline that fits when `data` (those bytes) is known, and
+  // only a line longer than maxSize is split. Reopens a file lost to an earlier error.
+  std::size_t nextChunk(const char* data, std::size_t n);
   void advance(std::size_t n) { offset_ += n; }
 
   void addWriter() { ++writers_; }
@@ -208,7 +210,7 @@ class LogStream {
  private:
   PumpResult pumpSplice(bool flushPartial, std::size_t budget);
   PumpResult pumpCopy(bool flushPartial, std::size_t budget);
-  std::size_t spliceToFile(int src, std::size_t want);
+  std::size_t spliceToFile(int src, std::size_t want, const char* data);
   std::size_t dropFrom(int src, std::size_t n);
   void flushHold();
   void toHold(std::size_t n);
