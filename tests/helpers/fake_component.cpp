@@ -4,11 +4,14 @@
 // USR1: recorded; USR2: exit 0 as after `provisr shutdown`) and reads orders from files there:
 //   <name>.exit     exit at once with the code written in it (a crash loop while it exists)
 //   <name>.ignoreterm  ignore SIGTERM (a component that will not stop)
+// As provisr-spawner it also takes run_dir/spawner/spawner.lock (exit 100 when held) and writes
+// the secret to run_dir/spawner/secret, as the real one does, so a keeper can find it surviving.
 //   spawner.fork    (one-shot) fork a child in its own process group that sleeps until killed;
 //                   its pid goes to kid.pid — it is re-parented to the keeper if we die.
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -73,10 +76,12 @@ int main(int argc, char** argv) {
   if (name.rfind("provisr-", 0) == 0) name = name.substr(8);
 
   std::string args;
+  std::string runDir;
   int secretFd = -1;
   for (int i = 1; i < argc; ++i) {
     args += (i > 1 ? " " : "") + std::string(argv[i]);
     if (std::strcmp(argv[i], "--secret-fd") == 0 && i + 1 < argc) secretFd = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--run-dir") == 0 && i + 1 < argc) runDir = argv[i + 1];
   }
   std::string secret = "-";
   if (secretFd >= 0) {
@@ -99,6 +104,24 @@ int main(int argc, char** argv) {
   for (int s = 1; s < 32; ++s) nblocked += sigismember(&blocked, s);
   record(name, "start secret=" + secret + " fds=" + openFds() + " pgid=" + std::to_string(::getpgrp()) +
                    " blocked=" + std::to_string(nblocked) + " args=" + args);
+
+  if (name == "spawner" && !runDir.empty()) {
+    const std::string sd = runDir + "/spawner";
+    ::mkdir(sd.c_str(), 0700);
+    const int lock = ::open((sd + "/spawner.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock < 0 || ::flock(lock, LOCK_EX | LOCK_NB) != 0) {
+      record(name, "lock-held");
+      record(name, "exit 100");
+      return 100;
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    (void)!::ftruncate(lock, 0);
+    (void)!::pwrite(lock, pid.data(), pid.size(), 0);
+    const int sf = ::open((sd + "/secret.tmp").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    (void)!::write(sf, secret.data(), secret.size());
+    ::close(sf);
+    ::rename((sd + "/secret.tmp").c_str(), (sd + "/secret").c_str());
+  }
 
   const std::string exitFile = dir() + "/" + name + ".exit";
   if (exists(exitFile)) {
