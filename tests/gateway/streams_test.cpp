@@ -133,6 +133,11 @@ TEST_CASE("SSE: state events, log follow, the stream cap and slot release", "[ga
   REQUIRE(waitFor([&] { return master.subscribes() > before && hasTopic(master, "state."); }, 8000ms));
   master.push(stateChanged("db"));
   REQUIRE(waitFor([&] { return events.contains("event: state.db\n"); }));
+  // Requests work again through the pooled DEALERs once the master is back.
+  REQUIRE(waitFor([&] {
+    auto r = gw.client().Get("/api/status?name=db");
+    return r && r->status == 200;
+  }, 8000ms));
 
   events.close();
   third.close();
@@ -230,4 +235,18 @@ TEST_CASE("ZeroMQ events PUB: two frames per event, subscription forwarded to th
   sub.set(zmq::sockopt::unsubscribe, "state.");
   REQUIRE(waitFor([&] { return !hasTopic(master, "state."); }));
   CHECK(gw.stop() == 0);
+}
+
+TEST_CASE("SIGTERM with an open SSE stream: the stream ends, exit 0", "[gateway]") {
+  TempDir dir;
+  FakeMaster master(dir.str() + "/run");
+  GatewayOptions opts;
+  opts.extra_args = {"--sse-ping-ms", "60000"};  // the stream would otherwise sit silent for a minute
+  Gateway gw(dir, opts);
+  SseClient events(gw.port, "/api/events");
+  REQUIRE(waitFor([&] { return events.contains(": subscribed"); }));
+  const auto t0 = SteadyClock::now();
+  CHECK(gw.stop() == 0);
+  CHECK(SteadyClock::now() - t0 < 3s);
+  REQUIRE(waitFor([&] { return events.done(); }));
 }
