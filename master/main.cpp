@@ -200,6 +200,7 @@ int main(int argc, char** argv) {
   });
   link.watch(loop, [&](std::string_view bytes) { return core.onSpawnerMessage(bytes); },
              [&](master::CoreEffects fx) { dispatch(std::move(fx)); });
+  link.watchReconnects(loop, [&] { dispatch(core.reconnect("the spawner connection came back")); });
 
   (void)loop.onSignal(SIGTERM, [&](const signalfd_siginfo&) { dispatch(core.shutdown()); });
   (void)loop.onSignal(SIGINT, [&](const signalfd_siginfo&) { dispatch(core.shutdown()); });

@@ -7,6 +7,12 @@ Status SpawnerLink::open() {
   auto s = proto::openSocket(ctx_, zmq::socket_type::dealer);
   if (!s) return s.error();
   sock_.emplace(std::move(*s));
+  // The monitor exists before the first connect, so the first CONNECTED event is that connect.
+  const std::string monitorEndpoint = "inproc://provisr-master-spawner-monitor";
+  if (::zmq_socket_monitor(static_cast<void*>(*sock_), monitorEndpoint.c_str(), ZMQ_EVENT_CONNECTED) == 0) {
+    monitor_.emplace(ctx_, zmq::socket_type::pair);
+    monitor_->connect(monitorEndpoint);
+  }
   return proto::connectSocket(*sock_, endpoint_);
 }
 
@@ -32,7 +38,26 @@ void SpawnerLink::watch(EventLoop& loop, std::function<CoreEffects(std::string_v
                            });
 }
 
+void SpawnerLink::watchReconnects(EventLoop& loop, std::function<void()> onReconnect) {
+  if (!monitor_) return;
+  (void)proto::watchSocket(loop, *monitor_, EventLoop::kReadable, [this, cb = std::move(onReconnect)](std::uint32_t) {
+    bool reconnected = false;
+    for (int i = 0; i < 100; ++i) {
+      auto m = proto::recvMessage(*monitor_);
+      if (!m || !m->has_value()) break;
+      // Frame 1: uint16 event + uint32 value; frame 2: the endpoint.
+      if (connectedOnce_) reconnected = true;
+      connectedOnce_ = true;
+    }
+    if (reconnected) cb();
+  });
+}
+
 void SpawnerLink::close(EventLoop& loop) {
+  if (monitor_) {
+    proto::unwatchSocket(loop, *monitor_);
+    monitor_.reset();
+  }
   if (!sock_) return;
   proto::unwatchSocket(loop, *sock_);
   sock_.reset();

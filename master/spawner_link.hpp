@@ -23,12 +23,17 @@ class SpawnerLink {
   // Every received message goes through `handle`; the effects of one batch go to `dispatch`.
   void watch(EventLoop& loop, std::function<CoreEffects(std::string_view)> handle,
              std::function<void(CoreEffects)> dispatch);
+  // `onReconnect` runs when the DEALER connects again after losing the spawner (a new spawner,
+  // or the same one after a hiccup): the core then says Hello and takes a Snapshot again.
+  void watchReconnects(EventLoop& loop, std::function<void()> onReconnect);
   void close(EventLoop& loop);
 
  private:
   zmq::context_t& ctx_;
   std::string endpoint_;
   std::optional<zmq::socket_t> sock_;
+  std::optional<zmq::socket_t> monitor_;
+  bool connectedOnce_ = false;
 };
 
 }  // namespace provisr::master

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -113,6 +114,12 @@ class Trio {
   const test::TempDir& dir() const { return dir_; }
   Component& master() { return master_; }
 
+  void restartSpawner() {
+    spawner_.kill9();
+    spawner_.start({bin("provisr-spawner"), "--run-dir", runDir_, "--secret-fd", "3"}, secret_,
+                   dir_.str() + "/spawner.log");
+  }
+
   void startMaster() {
     master_.start({bin("provisr-master"), "--config", config_, "--run-dir", runDir_, "--secret-fd", "3"}, secret_,
                   dir_.str() + "/master.log");
@@ -183,6 +190,13 @@ std::string copySeedExample(const test::TempDir& dir) {
   return cfgPath;
 }
 
+// Dead, or a zombie (children of a killed spawner are re-parented to the test process).
+bool gone(pid_t pid) {
+  std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  return close == std::string::npos || stat.compare(close + 1, 2, " Z") == 0;
+}
+
 bool allSettled(const std::map<std::string, proto::InstanceStatus>& st, std::size_t n) {
   if (st.size() != n) return false;
   for (const auto& [k, s] : st) {
@@ -251,7 +265,7 @@ TEST_CASE("the seed example starts in priority order; exits and crashes follow p
   CHECK(sd.ok());
   CHECK(t.master().waitExit(20s) == 0);
   for (const auto& [n, s] : st) {
-    if (s.state == proto::InstanceState::kRunning && s.pid) CHECK(::kill(*s.pid, 0) != 0);
+    if (s.state == proto::InstanceState::kRunning && s.pid) CHECK(gone(*s.pid));
   }
 }
 
@@ -319,6 +333,56 @@ TEST_CASE("a new master adopts the children of a master killed with -9", "[maste
   CHECK(after["sleepy-1"].pid == before["sleepy-1"].pid);
   CHECK(after["sleepy-1"].restarts == 0);
   CHECK(after["sleepy-2"].state == proto::InstanceState::kStopped);
-  CHECK(::kill(*before["sleepy-1"].pid, 0) == 0);
+  CHECK_FALSE(gone(*before["sleepy-1"].pid));
   CHECK(t.logs().find("adopted sleepy-1") != std::string::npos);
+}
+
+TEST_CASE("the master reconnects to a restarted spawner and keeps state; logs are relayed", "[master]") {
+  test::TempDir cfgDir;
+  cfgDir.write("programs/talker.toml",
+               "[spec]\nname = \"talker\"\ncommand = \"sh -c 'echo hello from $PROVISR_NAME; exec " +
+                   std::string(PROVISR_TEST_HELPERS) + "/sleeper'\"\ninstances = 2\n");
+  const std::string cfg = cfgDir.write("config.toml", "programs_directory = \"programs\"\n[log]\ndir = \"" +
+                                                          cfgDir.str() + "/logs\"\n");
+  Trio t(cfg);
+  std::map<std::string, proto::InstanceStatus> before;
+  REQUIRE(test::waitFor(
+      [&] {
+        before = t.statuses();
+        return allSettled(before, 2);
+      },
+      15s));
+
+  // Logs of a program: lines of every instance, tagged, `next` per instance.
+  proto::LogsReply logs;
+  bool ok = test::waitFor(
+      [&] {
+        auto r = t.call<proto::LogsReply>(proto::Logs{"talker", std::nullopt, 100, proto::LogStreams::kBoth}, 2s);
+        if (!r) return false;
+        logs = *r;
+        return logs.lines.size() >= 2;
+      },
+      10s);
+  INFO(t.logs());
+  REQUIRE(ok);
+  std::set<std::string> tagged;
+  for (const auto& l : logs.lines) tagged.insert(l.instance + ": " + l.text);
+  CHECK(tagged.count("talker-1: hello from talker-1") == 1);
+  CHECK(tagged.count("talker-2: hello from talker-2") == 1);
+  CHECK(logs.next.size() == 2);
+
+  t.restartSpawner();
+  ok = test::waitFor([&] { return t.logs().find("the spawner restarted") != std::string::npos; }, 15s);
+  INFO(t.logs());
+  REQUIRE(ok);
+  auto after = t.statuses();
+  CHECK(after["talker-1"].pid == before["talker-1"].pid);
+  CHECK(after["talker-1"].state == proto::InstanceState::kRunning);
+  // The new spawner obeys this master: a stop goes through and is waited for.
+  auto stop = t.call<proto::ActionReply>(proto::Stop{{proto::SelectorKind::kName, "talker-1"}, 3000, false}, 10s);
+  REQUIRE(stop.ok());
+  CHECK(stop->instances.at(0).state == proto::InstanceState::kStopped);
+  CHECK_FALSE(stop->timed_out);
+  CHECK(test::waitFor([&] { return gone(*before["talker-1"].pid); }, 5s));
+  CHECK_FALSE(gone(*before["talker-2"].pid));
 }
