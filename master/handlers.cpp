@@ -370,6 +370,8 @@ void MasterCore::onRegister(const Route& route, const proto::Envelope& env, Core
   config::ProgramSpec spec = *loaded.program;
   spec.origin = config::Origin::kApi;
   spec.source_file = path;
+  // A program started through the API runs as the daemon user unless root programs are allowed.
+  if (!cfg_.server.allow_root_programs && !spec.user && cfg_.daemon.user) spec.user = cfg_.daemon.user;
   Json file;
   file["type"] = "process";
   file["origin"] = "api";
@@ -479,6 +481,14 @@ void MasterCore::onUpdate(const Route& route, const proto::Envelope& env, CoreEf
     }
     for (auto& s : cfg_.programs) {
       if (s.name == old.name) s = old;
+    }
+    Json back;
+    back["type"] = "process";
+    back["origin"] = "api";
+    back["spec"] = specJson(old);
+    out.files.push_back({old.source_file, back.dump(2) + "\n"});
+    for (auto& [n, in] : insts_) {
+      if (in.program == old.name) in.life.setPolicy(LifecyclePolicy::from(old));
     }
     out.logs.push_back("update of " + old.name + " failed to start: back to the previous spec");
     for (int i = 1; i <= old.instances; ++i) addInstance(old, old.instances == 1 ? 1 : i);

@@ -484,3 +484,74 @@ TEST_CASE("shutdown stops in reverse priority order, then exits", "[master]") {
   h.exitedWith("db", std::nullopt, 15);
   CHECK(h.exited);
 }
+
+TEST_CASE("scale adds and removes instances and is kept as intent", "[master]") {
+  Harness h;
+  h.connect(1);
+  h.started("db", 100);
+  h.started("api-1", 101);
+  h.started("api-2", 102);
+  auto r = proto::decodeBody<proto::ActionReply>(h.request(proto::Scale{"api", 3}));
+  REQUIRE(r.ok());
+  CHECK(h.spawnedKeys().count("api-3") == 1);
+  CHECK(h.core->store().state().scale.at("api") == 3);
+  h.started("api-3", 103);
+  h.request(proto::Scale{"api", 1});
+  CHECK(std::set<std::string>(h.stops.begin(), h.stops.end()) == std::set<std::string>{"api-1", "api-2", "api-3"});
+  CHECK(h.spawnedKeys().count("api") == 1);
+  h.exitedWith("api-1", std::nullopt, 15);
+  h.exitedWith("api-2", std::nullopt, 15);
+  CHECK_FALSE(h.core->status("api-1"));
+  CHECK(h.core->status("api-3"));  // still stopping
+  auto missing = proto::decodeReply<proto::ActionReply>(h.request(proto::Scale{"nope", 2}));
+  CHECK(missing.error().code == ErrorCode::kNotFound);
+}
+
+TEST_CASE("dry-run start only plans", "[master]") {
+  Harness h;
+  h.connect(1);
+  h.started("db", 100);
+  h.started("api-1", 101);
+  h.started("api-2", 102);
+  h.started("web", 103);
+  h.advance(1s);
+  h.request(proto::Stop{{proto::SelectorKind::kAll, ""}, std::nullopt, false});
+  for (const char* n : {"web", "api-1", "api-2", "db"}) h.exitedWith(n, std::nullopt, 15);
+  const auto before = h.spawns.size();
+  auto r = proto::decodeBody<proto::ActionReply>(h.request(proto::Start{{proto::SelectorKind::kAll, ""}, std::nullopt, true}));
+  REQUIRE(r.ok());
+  CHECK(h.spawns.size() == before);
+  REQUIRE(r->plan.size() == 3);
+  CHECK(r->plan[0].program == "db");
+  CHECK(r->plan[1].program == "api");
+  CHECK(r->plan[1].instances.size() == 2);
+  CHECK(r->plan[2].program == "web");
+}
+
+TEST_CASE("update restarts with the new spec and rolls back when it fails to start", "[master]") {
+  Harness h;
+  h.connect(1);
+  h.request(proto::Register{R"({"name":"reg","command":"sleep 5"})"});
+  h.started("reg", 300);
+  CHECK(h.state("reg") == "running");
+  const std::uint64_t id = ++h.nextId;
+  h.absorb(h.core->onClientMessage({"gw"}, proto::encode(proto::Update{R"({"name":"reg","command":"nope-cmd"})", 10000}, id)));
+  CHECK(h.stops == std::vector<std::string>{"reg"});
+  h.exitedWith("reg", std::nullopt, 15);
+  CHECK(h.specs["reg"].argv == std::vector<std::string>{"/bin/nope-cmd"});
+  proto::SpawnFailed f;
+  f.seq = ++h.seq;
+  f.key = "reg";
+  f.generation = h.generationOf("reg");
+  f.stage = "exec";
+  f.message = "No such file or directory";
+  h.absorb(h.core->onSpawnerMessage(proto::encode(f, f.seq)));
+  // Back to the old spec: spawned again with it, and the update reported as failed.
+  CHECK(h.specs["reg"].argv == std::vector<std::string>{"/bin/sleep", "5"});
+  CHECK(h.state("reg") == "starting");
+  REQUIRE(h.clientMsgs.size() == 1);
+  auto env = proto::decodeEnvelope(h.clientMsgs[0].bytes.data(), h.clientMsgs[0].bytes.size());
+  auto er = proto::decodeReply<proto::ActionReply>(*env);
+  REQUIRE_FALSE(er.ok());
+  CHECK(er.error().code == ErrorCode::kSpawnFailed);
+}
