@@ -116,6 +116,15 @@ SpawnerCore::SpawnerCore(EventLoop& loop, CoreConfig cfg, SendFn send, LogFn log
 SpawnerCore::~SpawnerCore() {
   table_.forEach([this](Child& c) { detach(c); });
   if (statsTimer_) loop_.cancelTimer(*statsTimer_);
+  if (journalTimer_) loop_.cancelTimer(*journalTimer_);
+}
+
+void SpawnerCore::journalCleanupSoon() {
+  if (journalTimer_ || cfg_.journalPath.empty()) return;
+  journalTimer_ = loop_.addTimer(cfg_.journalCleanupDelay, [this] {
+    journalTimer_.reset();
+    journalDirty_ = true;  // written at the end of this turn
+  });
 }
 
 void SpawnerCore::log(const std::string& line) const {
@@ -389,7 +398,7 @@ void SpawnerCore::markExited(Child& c, std::optional<ExitStatus> status, std::in
   c.exit = status;
   // The kill timer of a stop stays armed: descendants left in the group still get their SIGKILL.
   pumpAll(c, false);
-  journalDirty_ = true;
+  journalCleanupSoon();
   proto::ChildExited ev;
   ev.key = c.key;
   ev.generation = c.generation;

@@ -43,6 +43,9 @@ struct CoreConfig {
   pid_t selfPid = 0;
   Duration flushDelay = std::chrono::milliseconds(100);   // a partial line held in a shared file
   Duration statsInterval = std::chrono::seconds(1);       // LogStats at most this often
+  // Exits only shrink the journal (a stale line is harmless: adoption checks the start time), so
+  // that rewrite waits this long and covers every exit meanwhile; a spawn is journaled that turn.
+  Duration journalCleanupDelay = std::chrono::seconds(1);
 };
 
 // Why a child's field was refused; empty when the spec is acceptable.
@@ -165,7 +168,10 @@ class SpawnerCore {
   std::optional<EventLoop::TimerId> statsTimer_;
   std::map<std::string, std::uint64_t> followed_;  // key → the next ring offset to push
 
+  void journalCleanupSoon();
+
   bool journalDirty_ = false;
+  std::optional<EventLoop::TimerId> journalTimer_;
   std::size_t journalWrites_ = 0;
 };
 
