@@ -176,8 +176,28 @@ TEST_CASE("protected mode: a non-loopback listen without auth answers loopback c
   FakeMaster master(dir.str() + "/run");
   GatewayOptions opts;
   opts.listen_host = "0.0.0.0";
+  opts.zmq_host = "0.0.0.0";
   {
     Gateway gw(dir, opts);
+    // The ZeroMQ API follows the same rule, judged by the peer's address.
+    zmq::context_t ctx(1);
+    auto ask = [&](const std::string& host) {
+      zmq::socket_t req(ctx, zmq::socket_type::req);
+      req.set(zmq::sockopt::linger, 0);
+      req.connect("tcp://" + host + ":" + std::to_string(gw.zmq_port));
+      auto b = Json::to_msgpack(Json{{"id", 1}, {"op", "status"}, {"args", {{"name", "web-1"}}}});
+      req.send(zmq::buffer(std::string(b.begin(), b.end())), zmq::send_flags::none);
+      zmq::pollitem_t item{req.handle(), 0, ZMQ_POLLIN, 0};
+      REQUIRE(zmq::poll(&item, 1, std::chrono::milliseconds(5000)) == 1);
+      zmq::message_t m;
+      (void)req.recv(m);
+      return Json::from_msgpack(m.to_string());
+    };
+    CHECK(ask("127.0.0.1")["ok"] == true);
+    auto far = ask(*addr);
+    CHECK(far["ok"] == false);
+    CHECK(far["error"]["code"] == "forbidden");
+
     CHECK(gw.client().Get("/api/status?name=web-1")->status == 200);  // loopback client
     httplib::Client remote(*addr, gw.port);
     auto r = remote.Get("/api/status?name=web-1");

@@ -311,6 +311,7 @@ struct GatewayOptions {
   std::string auth;          // extra lines for [server.auth]
   std::string server_extra;  // extra lines for [server]
   std::string listen_host = "127.0.0.1";
+  std::string zmq_host = "127.0.0.1";
   bool zmq = true;
   bool metrics = true;
   std::string base_path = "/api";
@@ -332,7 +333,7 @@ class Gateway {
       << "[[groups]]\nname = \"g1\"\nmembers = []\n"
       << "[server]\nlisten = \"" << opts.listen_host << ":" << port << "\"\nbase_path = \"" << opts.base_path << "\"\n";
     if (opts.zmq) {
-      c << "zmq_listen = \"tcp://127.0.0.1:" << zmq_port << "\"\nzmq_events = \"tcp://127.0.0.1:" << events_port
+      c << "zmq_listen = \"tcp://" << opts.zmq_host << ":" << zmq_port << "\"\nzmq_events = \"tcp://127.0.0.1:" << events_port
         << "\"\n";
     }
     c << opts.server_extra;
