@@ -134,6 +134,7 @@ int main(int argc, char** argv) {
     const pid_t kid = ::fork();
     if (kid == 0) {
       ::setpgid(0, 0);
+      for (int fd = 3; fd < 1024; ++fd) ::close(fd);  // above all the spawner lock: it must not outlive us
       for (;;) ::pause();
     }
     ::setpgid(kid, kid);
