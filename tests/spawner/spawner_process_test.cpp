@@ -421,3 +421,76 @@ TEST_CASE("spawner: SIGTERM exits 0 and leaves the children running", "[spawner]
 
 }  // namespace
 }  // namespace provisr::spawner
+
+namespace provisr::spawner {
+namespace {
+
+using namespace std::chrono_literals;
+using test::FakeMaster;
+using test::helper;
+using test::SpawnerProcess;
+
+// Context switches of every thread of `pid` (voluntary + involuntary): a wakeup costs at least one.
+long contextSwitches(pid_t pid) {
+  long total = 0;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::ifstream in(t.path() / "status");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0 || line.rfind("nonvoluntary_ctxt_switches:", 0) == 0) {
+        total += std::stol(line.substr(line.find(':') + 1));
+      }
+    }
+  }
+  return total;
+}
+
+TEST_CASE("spawner: reaps orphaned grandchildren, follows logs, and sleeps when idle", "[spawner]") {
+  test::SubreaperScope subreaper;
+  test::TempDir dir;
+  test::GroupReaper reaper;
+  const std::string runDir = dir.str("run");
+  SpawnerProcess sp(runDir);
+  FakeMaster m(runDir);
+  m.hello();
+  m.snapshot();
+
+  proto::LogFollow follow;
+  follow.epoch = m.epoch();
+  follow.key = "orphans";
+  m.send(follow);
+  m.expect<proto::OkReply>();
+
+  proto::Spawn s;
+  s.epoch = m.epoch();
+  s.children.push_back(test::childSpec("orphans", 1, {helper("orphaner"), "100"}, dir.str("logs")));
+  s.children.push_back(test::childSpec("idle", 1, {helper("sleeper")}));
+  m.send(s);
+  auto r = m.expect<proto::SpawnReply>();
+  for (const auto& res : r.results) {
+    REQUIRE(res.pid.has_value());
+    reaper.add(*res.pid);
+  }
+  // The grandchild's pid arrives as a followed log line.
+  auto lines = m.expect<proto::LogLines>();
+  CHECK(lines.key == "orphans");
+  REQUIRE(lines.lines.size() == 1);
+  const pid_t grandchild = static_cast<pid_t>(std::stol(lines.lines[0].text));
+  reaper.add(grandchild);  // same group as the orphaner
+  auto ex = m.event<proto::ChildExited>("orphans");
+  CHECK(ex.exit_code == 0);
+  m.ack(ex.seq);
+  // Orphaned to the spawner (its subreaper) and reaped on SIGCHLD: no zombie stays behind.
+  CHECK(test::eventually([&] { return test::procState(grandchild) == 0; }));
+
+  // Idle: one child running, nothing to do — no thread of the spawner wakes up.
+  CHECK(test::eventually([&] {
+    const long before = contextSwitches(sp.pid());
+    auto nothing = m.recv(300ms);  // nothing is expected; this is the idle window
+    if (nothing) return false;     // a late LogStats: try another window
+    return contextSwitches(sp.pid()) == before;
+  }));
+}
+
+}  // namespace
+}  // namespace provisr::spawner
