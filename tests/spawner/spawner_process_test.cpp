@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <sstream>
 
 #include "tests/spawner/spawner_harness.hpp"
 
@@ -490,6 +492,92 @@ TEST_CASE("spawner: reaps orphaned grandchildren, follows logs, and sleeps when 
     if (nothing) return false;     // a late LogStats: try another window
     return contextSwitches(sp.pid()) == before;
   }));
+}
+
+}  // namespace
+}  // namespace provisr::spawner
+
+namespace provisr::spawner {
+namespace {
+
+TEST_CASE("spawner: two instances sharing one log file never interleave half lines", "[spawner]") {
+  test::SubreaperScope subreaper;
+  test::TempDir dir;
+  test::GroupReaper reaper;
+  const std::string runDir = dir.str("run");
+  const std::string shared = dir.str("logs") + "/shared.log";
+  test::SpawnerProcess sp(runDir);
+  test::FakeMaster m(runDir);
+  m.hello();
+  m.snapshot();
+  proto::Spawn s;
+  s.epoch = m.epoch();
+  for (const char* tag : {"aaaa", "bbbb"}) {
+    auto c = test::childSpec(tag, 1, {test::helper("chatty"), "300", "out", "30", tag, "split"});
+    c.log.stdout_path = shared;
+    c.log.stderr_path = shared;
+    s.children.push_back(c);
+  }
+  m.send(s);
+  auto r = m.expect<proto::SpawnReply>();
+  for (const auto& res : r.results) {
+    REQUIRE(res.pid.has_value());
+    reaper.add(*res.pid);
+  }
+  m.event<proto::ChildExited>("aaaa");
+  m.event<proto::ChildExited>("bbbb");
+  REQUIRE(test::eventually([&] {
+    auto text = test::slurp(shared);
+    return std::count(text.begin(), text.end(), '\n') == 600;
+  }));
+  std::istringstream in(test::slurp(shared));
+  std::string line;
+  std::map<std::string, long> next;
+  while (std::getline(in, line)) {
+    INFO(line);
+    REQUIRE(line.size() == 29);
+    std::string tag = line.substr(0, 4);
+    REQUIRE((tag == "aaaa" || tag == "bbbb"));
+    // Each writer's lines arrive whole and in order.
+    CHECK(std::stol(line.substr(5)) == next[tag]++);
+  }
+  CHECK(next["aaaa"] == 300);
+  CHECK(next["bbbb"] == 300);
+}
+
+TEST_CASE("spawner: a child runs as the user it names, with exactly fds 0 1 2", "[spawner]") {
+  if (::geteuid() != 0) {
+    WARN("not root: user switching is not tested");
+    return;
+  }
+  test::SubreaperScope subreaper;
+  test::TempDir dir;
+  test::GroupReaper reaper;
+  const std::string runDir = dir.str("run");
+  test::SpawnerProcess sp(runDir);
+  test::FakeMaster m(runDir);
+  m.hello();
+  m.snapshot();
+  proto::Spawn s;
+  s.epoch = m.epoch();
+  auto c = test::childSpec("who", 1, {test::helper("fdlist")});
+  c.user = "nobody";
+  s.children.push_back(c);
+  m.send(s);
+  auto r = m.expect<proto::SpawnReply>();
+  REQUIRE(r.results.at(0).pid.has_value());
+  reaper.add(*r.results[0].pid);
+  auto ex = m.event<proto::ChildExited>("who");
+  CHECK(ex.exit_code == 0);
+  proto::LogTail t;
+  t.epoch = m.epoch();
+  t.key = "who";
+  m.send(t);
+  auto tail = m.expect<proto::LogTailReply>();
+  std::string all;
+  for (const auto& l : tail.lines) all += l.text + "\n";
+  CHECK_THAT(all, Catch::Contains("fds 0 1 2\n"));
+  CHECK_THAT(all, Catch::Contains("ids 65534 "));
 }
 
 }  // namespace
