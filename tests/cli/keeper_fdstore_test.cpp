@@ -329,3 +329,48 @@ TEST_CASE("keeper: a spawner that outlived its keeper is used, watched, and repl
   CHECK(k.waitExit(second) == 0);
   for (const char* c : {"spawner", "master", "gateway"}) CHECK_FALSE(processAlive(k.starts(c).back().pid));
 }
+
+TEST_CASE("keeper: graceful shutdown kills leftovers of managed groups and ends inherited stragglers", "[cli][keeper]") {
+  KeeperRun k;
+  k.order("spawner.fork", "");
+  const pid_t keeper = k.start();
+  const std::string sock = k.runDir() + "/keeper/fdstore.sock";
+  REQUIRE(waitFor([&] { return std::filesystem::exists(k.ctl("kid.pid")) && std::filesystem::exists(sock); }));
+  const pid_t managed = std::atoi(slurp(k.ctl("kid.pid")).c_str());
+  REQUIRE(managed > 0);
+  k.adopt(managed);
+  {
+    FdStoreClient c(sock);
+    const int pidfd = pidfdOpen(managed);
+    REQUIRE(pidfd >= 0);
+    REQUIRE(c.send(proto::encode(deposit("app", 1, {proto::FdKind::kPidfd}, managed), 1), {pidfd}));
+    ::close(pidfd);
+    // Deposits are fire-and-forget: a withdraw on the same connection shows it has landed.
+    auto w = withdraw(c, 2);
+    closeAll(w);
+    REQUIRE(w.chunks.at(0).entries.size() == 1);
+  }
+  // The spawner dies: the managed child is now the keeper's. Its successor forks a child that
+  // the store does not know (a straggler once that spawner is gone too).
+  std::filesystem::remove(k.ctl("kid.pid"));
+  k.order("spawner.fork", "");
+  REQUIRE(::kill(k.starts("spawner").at(0).pid, SIGKILL) == 0);
+  REQUIRE(waitFor([&] { return std::filesystem::exists(k.ctl("kid.pid")); }));
+  const pid_t straggler = std::atoi(slurp(k.ctl("kid.pid")).c_str());
+  REQUIRE(straggler > 0);
+  CHECK(parentOf(managed) == keeper);
+  CHECK(parentOf(straggler) == k.starts("spawner").at(1).pid);
+
+  // The fake master stops no program: what is left is the keeper's to end.
+  REQUIRE(::kill(keeper, SIGTERM) == 0);
+  auto code = k.waitExit(keeper);
+  INFO(k.log());
+  REQUIRE(code);
+  CHECK(*code == 0);
+  CHECK(k.log().find("killed leftovers of process group " + std::to_string(managed)) != std::string::npos);
+  CHECK(k.log().find("waiting for ") != std::string::npos);
+  CHECK_FALSE(processAlive(managed));
+  CHECK_FALSE(processAlive(straggler));
+  CHECK(::kill(managed, 0) != 0);  // reaped by the keeper, not left a zombie
+  CHECK(::kill(straggler, 0) != 0);
+}
