@@ -144,7 +144,9 @@ void ZmqEdge::stop() {
   events_.reset();
 }
 
-void ZmqEdge::topicsChanged() {
+void ZmqEdge::topicsChanged() { wake(); }
+
+void ZmqEdge::wake() {
   if (!wake_) return;
   const std::uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(wake_.get(), &one, sizeof one);
@@ -204,7 +206,7 @@ void ZmqEdge::worker() {
       std::lock_guard lock(mu_);
       done_.push_back(Done{std::move(t.route), std::move(reply)});
     }
-    topicsChanged();  // wakes the loop to send it
+    wake();  // the loop sends it
   }
 }
 

@@ -76,6 +76,7 @@ class ZmqEdge {
     std::string reply;
   };
 
+  void wake();  // thread-safe: the loop runs onWake
   void onWake();
   void onApi();
   void onEvents();
