@@ -144,8 +144,29 @@ int Keeper::run() {
   return exitCode_;
 }
 
+bool Keeper::waitForPreviousMaster() {
+  // After a keeper crash its master exits (PR_SET_PDEATHSIG), but maybe not yet: a new master
+  // would find master.lock taken and exit 100, which shuts everything down. Wait for it instead.
+  UniqueFd dir(::openat(runDir_.fd(), "master", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) return false;
+  const auto holder = lockHolder(dir.get(), "master.lock");
+  if (!holder) return false;
+  UniqueFd pidfd(pidfdOpen(*holder));
+  if (!pidfd) return false;
+  logLine("a master of the previous keeper (pid " + std::to_string(*holder) + ") still holds master.lock: starting ours when it exits");
+  oldMasterPidfd_ = std::move(pidfd);
+  const int fd = oldMasterPidfd_.get();
+  (void)loop_->addFd(fd, EventLoop::kReadable, [this, fd](std::uint32_t) {
+    loop_->removeFd(fd);
+    oldMasterPidfd_.reset();
+    if (phase_ == Phase::kRunning) startComponent(Component::kMaster);
+  });
+  return true;
+}
+
 void Keeper::startComponent(Component c) {
   restartTimers_[static_cast<std::size_t>(c)].reset();
+  if (c == Component::kMaster && !oldMasterPidfd_ && waitForPreviousMaster()) return;
   const std::string name(componentName(c));
   LaunchSpec spec;
   spec.nofile = startNofile_;
@@ -277,6 +298,10 @@ void Keeper::beginShutdown() {
       t.reset();
       sup_.markStopped(c);
     }
+  }
+  if (oldMasterPidfd_) {
+    loop_->removeFd(oldMasterPidfd_.get());
+    oldMasterPidfd_.reset();
   }
   if (sup_.running(Component::kMaster)) {
     logLine("stopping the master (it stops every program in reverse priority)");

@@ -53,6 +53,7 @@ class Keeper {
   Status init();
   void startComponent(Component c);
   void adoptSpawner(pid_t pid, UniqueFd pidfd);
+  bool waitForPreviousMaster();  // true: a master of the previous keeper still runs; start later
   void onComponentExit(Component c, std::optional<int> exitCode, std::optional<int> signal);
   void signalComponent(Component c, int signo);
   void onTerminate(const char* why);
@@ -78,6 +79,7 @@ class Keeper {
   std::int64_t startedAtMs_ = 0;
   std::array<std::optional<EventLoop::TimerId>, 3> restartTimers_{};
   UniqueFd adoptedPidfd_;  // the surviving spawner, not our child
+  UniqueFd oldMasterPidfd_;  // a master of the previous keeper that has not exited yet
   Phase phase_ = Phase::kRunning;
   bool forced_ = false;
   int exitCode_ = 0;

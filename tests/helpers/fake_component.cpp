@@ -4,8 +4,8 @@
 // USR1: recorded; USR2: exit 0 as after `provisr shutdown`) and reads orders from files there:
 //   <name>.exit     exit at once with the code written in it (a crash loop while it exists)
 //   <name>.ignoreterm  ignore SIGTERM (a component that will not stop)
-// As provisr-spawner it also takes run_dir/spawner/spawner.lock (exit 100 when held) and writes
-// the secret to run_dir/spawner/secret, as the real one does, so a keeper can find it surviving.
+// As provisr-spawner / -master it also takes run_dir/<name>/<name>.lock (exit 100 when held), and
+// the spawner writes the secret to run_dir/spawner/secret, as the real ones do.
 //   spawner.fork    (one-shot) fork a child in its own process group that sleeps until killed;
 //                   its pid goes to kid.pid — it is re-parented to the keeper if we die.
 #include <dirent.h>
@@ -105,10 +105,11 @@ int main(int argc, char** argv) {
   record(name, "start secret=" + secret + " fds=" + openFds() + " pgid=" + std::to_string(::getpgrp()) +
                    " blocked=" + std::to_string(nblocked) + " args=" + args);
 
-  if (name == "spawner" && !runDir.empty()) {
-    const std::string sd = runDir + "/spawner";
+  // Like the real ones, spawner and master hold a lock in their run_dir subdirectory.
+  if ((name == "spawner" || name == "master") && !runDir.empty()) {
+    const std::string sd = runDir + "/" + name;
     ::mkdir(sd.c_str(), 0700);
-    const int lock = ::open((sd + "/spawner.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    const int lock = ::open((sd + "/" + name + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock < 0 || ::flock(lock, LOCK_EX | LOCK_NB) != 0) {
       record(name, "lock-held");
       record(name, "exit 100");
@@ -117,10 +118,12 @@ int main(int argc, char** argv) {
     const std::string pid = std::to_string(::getpid()) + "\n";
     (void)!::ftruncate(lock, 0);
     (void)!::pwrite(lock, pid.data(), pid.size(), 0);
-    const int sf = ::open((sd + "/secret.tmp").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    (void)!::write(sf, secret.data(), secret.size());
-    ::close(sf);
-    ::rename((sd + "/secret.tmp").c_str(), (sd + "/secret").c_str());
+    if (name == "spawner") {
+      const int sf = ::open((sd + "/secret.tmp").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      (void)!::write(sf, secret.data(), secret.size());
+      ::close(sf);
+      ::rename((sd + "/secret.tmp").c_str(), (sd + "/secret").c_str());
+    }
   }
 
   const std::string exitFile = dir() + "/" + name + ".exit";
