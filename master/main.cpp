@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
     for (const auto& m : fx.toSpawner) link.send(m);
     for (const auto& m : fx.toClients) {
       if (Status st = proto::sendMessage(*router, m.route, m.bytes); !st.ok()) {
-        // A gateway that went away: its reply has nowhere to go.
+        core.dropSubscriber(m.route);  // a gateway that went away: its messages have nowhere to go
       }
     }
     if (timer) loop.cancelTimer(*timer);

@@ -104,11 +104,7 @@ void MasterCore::carryOut(Inst& in, const Action& a, CoreEffects& fx) {
   switch (a.kind) {
     case ActionKind::kSpawn: {
       in.adopted = false;
-      proto::Spawn s;
-      s.children.push_back(childSpec(in, a.generation));
-      SpawnerCall call;
-      call.kind = SpawnerCall::Kind::kSpawn;
-      toSpawner(std::move(s), fx, call);
+      pendingSpawns_.push_back(childSpec(in, a.generation));
       break;
     }
     case ActionKind::kSendStopSignal: {
@@ -318,10 +314,21 @@ void MasterCore::forgetDown(CoreEffects& fx) {
   }
 }
 
+void MasterCore::flushSpawns(CoreEffects& fx) {
+  if (pendingSpawns_.empty()) return;
+  proto::Spawn s;
+  s.children = std::move(pendingSpawns_);
+  pendingSpawns_.clear();
+  SpawnerCall call;
+  call.kind = SpawnerCall::Kind::kSpawn;
+  toSpawner(std::move(s), fx, call);
+}
+
 void MasterCore::afterChange(CoreEffects& fx) {
   advancePlans(fx);
   forgetDown(fx);
   settleWaiters(fx, false);
+  flushSpawns(fx);
   if (shuttingDown_ && plans_.empty()) {
     bool allDown = std::all_of(insts_.begin(), insts_.end(), [](const auto& kv) { return atRest(kv.second.life.state()); });
     if (allDown) fx.exit = true;
@@ -399,6 +406,7 @@ CoreEffects MasterCore::tick() {
   }
   afterChange(fx);
   settleWaiters(fx, true);
+  flushSpawns(fx);
   return fx;
 }
 

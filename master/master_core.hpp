@@ -83,6 +83,8 @@ class MasterCore {
   CoreEffects reopenLogs();
 
   std::optional<MonoTime> nextDeadline() const;
+  // A push to this gateway peer could not be delivered: it is gone, forget its subscriptions.
+  void dropSubscriber(const Route& route) { subscribers_.erase(route); }
 
   // The state store: the shell flushes it once per turn, before client messages go out.
   StateStore& store() { return store_; }
@@ -186,6 +188,7 @@ class MasterCore {
   proto::InstanceStatus statusOf(const Inst& in, bool sample) const;
   StatusMap statusMap() const;
   void afterChange(CoreEffects& fx);
+  void flushSpawns(CoreEffects& fx);
   void advancePlans(CoreEffects& fx);
   void settleWaiters(CoreEffects& fx, bool timeoutsOnly);
   void forgetDown(CoreEffects& fx);
@@ -258,6 +261,7 @@ class MasterCore {
   std::int32_t spawnerPid_ = 0;
   std::uint64_t lastSeq_ = 0;
 
+  std::vector<proto::ChildSpec> pendingSpawns_;  // one Spawn per turn: a band is one message
   std::map<Route, std::vector<std::string>> subscribers_;
   std::set<std::string> followed_;
   bool shuttingDown_ = false;

@@ -555,3 +555,36 @@ TEST_CASE("update restarts with the new spec and rolls back when it fails to sta
   REQUIRE_FALSE(er.ok());
   CHECK(er.error().code == ErrorCode::kSpawnFailed);
 }
+
+TEST_CASE("a band is one Spawn; subscribers get every state change", "[master]") {
+  Harness h;
+  h.connect(1);
+  auto sub = h.request(proto::Subscribe{{"state."}});
+  CHECK(sub.type == proto::MsgType::kOkReply);
+  proto::ChildStarted ev;
+  ev.seq = ++h.seq;
+  ev.key = "db";
+  ev.generation = h.generationOf("db");
+  ev.pid = 100;
+  CoreEffects fx = h.core->onSpawnerMessage(proto::encode(ev, ev.seq));
+  std::size_t spawnMsgs = 0;
+  for (const auto& m : fx.toSpawner) {
+    auto env = proto::decodeEnvelope(m.data(), m.size());
+    if (env->type != proto::MsgType::kSpawn) continue;
+    ++spawnMsgs;
+    CHECK(proto::decodeBody<proto::Spawn>(*env)->children.size() == 2);
+  }
+  CHECK(spawnMsgs == 1);
+  std::vector<std::pair<std::string, proto::InstanceState>> pushed;
+  for (const auto& c : fx.toClients) {
+    CHECK(c.route == Route{"gw"});
+    auto env = proto::decodeEnvelope(c.bytes.data(), c.bytes.size());
+    REQUIRE(env->type == proto::MsgType::kStateChanged);
+    auto sc = proto::decodeBody<proto::StateChanged>(*env);
+    pushed.emplace_back(sc->instance, sc->to);
+  }
+  CHECK(pushed == std::vector<std::pair<std::string, proto::InstanceState>>{
+                      {"db", proto::InstanceState::kRunning},
+                      {"api-1", proto::InstanceState::kStarting},
+                      {"api-2", proto::InstanceState::kStarting}});
+}
