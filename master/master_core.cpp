@@ -661,6 +661,12 @@ void MasterCore::onSnapshotReply(const proto::Envelope& env, CoreEffects& fx) {
     }
   }
   ack(r->last_seq, fx);
+  // A spawner forgets who follows what on every Hello.
+  for (const auto& k : followed_) {
+    proto::LogFollow f;
+    f.key = k;
+    toSpawner(std::move(f), fx);
+  }
   auto held = std::move(heldForSpawner_);
   heldForSpawner_.clear();
   for (auto& h : held) fx.toSpawner.push_back(h(epoch_));
@@ -765,7 +771,13 @@ CoreEffects MasterCore::onClientMessage(const Route& route, std::string_view byt
   }
   for (const auto& h : handlers()) {
     if (h.type != env->type) continue;
-    (this->*h.fn)(route, *env, fx);
+    try {
+      (this->*h.fn)(route, *env, fx);
+    } catch (const std::exception& e) {
+      // A request the master cannot make sense of gets an ErrorReply, never a crash.
+      replyError(route, env->id, ErrorCode::kInvalidArgument,
+                 "bad " + std::string(proto::msgTypeName(env->type)) + " request: " + e.what(), fx);
+    }
     afterChange(fx);
     return fx;
   }

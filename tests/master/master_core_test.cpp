@@ -461,6 +461,8 @@ TEST_CASE("register writes an api program file; config programs refuse unregiste
   CHECK(dup.error().code == ErrorCode::kConflict);
   auto un = proto::decodeReply<proto::ActionReply>(h.request(proto::Unregister{{proto::SelectorKind::kName, "db"}}));
   CHECK(un.error().code == ErrorCode::kConflict);
+  auto weird = proto::decodeReply<proto::ActionReply>(h.request(proto::Register{R"({"name":5})"}));
+  CHECK(weird.error().code == ErrorCode::kInvalidArgument);
   auto ok = h.request(proto::Unregister{{proto::SelectorKind::kName, "reg"}});
   CHECK(ok.type == proto::MsgType::kActionReply);
 }
