@@ -754,6 +754,16 @@ SpawnerCore::AdoptionReport SpawnerCore::adopt(const std::vector<JournalEntry>& 
       log("journal child " + e.key + ": pid " + std::to_string(e.pid) + " now names another process; not adopted");
       continue;
     }
+    if (w != byId.end()) {
+      // The keeper has its pipes but the pidfd deposit never arrived: it is still the keeper's
+      // child (the keeper reports its exit), and its log resumes from the deposited pipes.
+      used.insert(w->first);
+      WithdrawnEntry& we = *w->second;
+      adoptOne(e.key, e.generation, e.pid, std::move(pidfd), e.startTicks, e.startedAtMs,
+               e.hasLog ? e.log : proto::LogSinks{}, ExitSource::kKeeper, we.take(proto::FdKind::kStdoutPipe),
+               we.take(proto::FdKind::kStderrPipe));
+      continue;
+    }
     adoptOne(e.key, e.generation, e.pid, std::move(pidfd), e.startTicks, e.startedAtMs,
              e.hasLog ? e.log : proto::LogSinks{}, ExitSource::kUnknown, UniqueFd(), UniqueFd());
   }

@@ -246,6 +246,14 @@ TEST_CASE("spawner: output reaches the log files and LogTail returns the lines",
   reaper.add(*r.results[0].pid);
   auto ex = m.event<proto::ChildExited>("talk");
   CHECK(ex.exit_code == 0);
+  // Counters: 50 lines of 30 bytes on each stream (the last LogStats has them all).
+  proto::LogStats stats;
+  do {
+    stats = m.event<proto::LogStats>("talk");
+  } while (stats.stdout_bytes < 1500 || stats.stderr_bytes < 1500);
+  CHECK(stats.stdout_bytes == 1500);
+  CHECK(stats.stderr_bytes == 1500);
+  CHECK(stats.dropped_bytes == 0);
   auto countLines = [](const std::string& text) { return std::count(text.begin(), text.end(), '\n'); };
   CHECK(test::eventually([&] { return countLines(test::slurp(f.logDir + "/talk.out.log")) == 50; }));
   CHECK(test::eventually([&] { return countLines(test::slurp(f.logDir + "/talk.err.log")) == 50; }));
