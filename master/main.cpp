@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   }
   for (const auto& w : loaded.warnings()) logLine(w.str());
 
+  if (loaded.config->pid_dir) ::mkdir(loaded.config->pid_dir->c_str(), 0755);
   const std::string dir = args->runDir + "/master";
   ::mkdir(args->runDir.c_str(), 0700);
   ::mkdir(dir.c_str(), 0700);

@@ -41,6 +41,7 @@ MasterCore::MasterCore(config::Config cfg, PersistedState persisted, const Clock
     : cfg_(std::move(cfg)), persisted_(std::move(persisted)), clock_(clock), opts_(std::move(opts)) {
   if (!opts_.resolveExe) opts_.resolveExe = resolveExecutable;
   if (!opts_.sample) opts_.sample = sampleProc;
+  random_ = std::make_shared<std::mt19937_64>(std::mt19937_64::result_type{static_cast<std::uint64_t>(opts_.pid)} * std::mt19937_64::result_type{0x9e3779b97f4a7c15} + 1u);
   buildInstances();
 }
 
@@ -66,7 +67,9 @@ MasterCore::Inst& MasterCore::addInstance(const config::ProgramSpec& spec, int i
     it->second.life.setPolicy(LifecyclePolicy::from(spec));
     return it->second;
   }
-  Inst in{name, spec.name, index, Instance(name, LifecyclePolicy::from(spec)), 0, false, std::nullopt, false};
+  RandomSource jitter = [r = random_] { return std::uniform_real_distribution<double>(0.0, 1.0)(*r); };
+  Inst in{name, spec.name, index, Instance(name, LifecyclePolicy::from(spec), std::move(jitter)), 0, false,
+          std::nullopt, false};
   return insts_.emplace(name, std::move(in)).first->second;
 }
 
@@ -97,6 +100,15 @@ void MasterCore::apply(Inst& in, const Event& ev, CoreEffects& fx) {
     if (r.to == State::kExited || r.to == State::kFatal) setIntent(in.name, Intent::kStopped);
     if (atRest(r.to)) in.stopOverride.reset();
     if (r.from != r.to) publishState(in, r.from, fx);
+    // pid_dir (SPEC §1.1): one <instance>.pid per running instance, for outside tools.
+    if (cfg_.pid_dir && r.from != r.to) {
+      const std::string path = *cfg_.pid_dir + "/" + in.name + ".pid";
+      if (r.to == State::kRunning && in.life.pid()) {
+        fx.files.push_back({path, std::to_string(*in.life.pid()) + "\n"});
+      } else if (r.from == State::kRunning || r.from == State::kStopping) {
+        fx.files.push_back({path, std::nullopt});
+      }
+    }
   }
 }
 

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <string_view>
@@ -261,6 +262,7 @@ class MasterCore {
   std::int32_t spawnerPid_ = 0;
   std::uint64_t lastSeq_ = 0;
 
+  std::shared_ptr<std::mt19937_64> random_;  // restart_backoff jitter, seeded by the pid
   std::vector<proto::ChildSpec> pendingSpawns_;  // one Spawn per turn: a band is one message
   std::map<Route, std::vector<std::string>> subscribers_;
   std::set<std::string> followed_;

@@ -61,8 +61,8 @@ struct Spawned {
 // The core plus a fake spawner that records what the core asks for and feeds events back.
 class Harness {
  public:
-  explicit Harness(PersistedState persisted = {}) {
-    dir.write("config.toml", mainConfig(dir.path()));
+  explicit Harness(PersistedState persisted = {}, const std::string& extraMain = "") {
+    dir.write("config.toml", extraMain + mainConfig(dir.path()));
     for (const auto& p : kPrograms) dir.write(p[0], p[1]);
     config::LoadOptions lo;
     lo.check_accounts = false;
@@ -126,6 +126,7 @@ class Harness {
     }
     for (auto& c : fx.toClients) clientMsgs.push_back(std::move(c));
     for (auto& l : fx.logs) logs.push_back(l);
+    for (auto& f : fx.files) files.push_back(f);
     if (fx.exit) exited = true;
     (void)core->store().flush();
   }
@@ -192,6 +193,7 @@ class Harness {
   std::vector<std::string> stops;
   std::vector<ClientMessage> clientMsgs;
   std::vector<std::string> logs;
+  std::vector<FileChange> files;
   std::uint64_t seq = 0;
   std::uint64_t nextId = 100;
   bool exited = false;
@@ -589,4 +591,18 @@ TEST_CASE("a band is one Spawn; subscribers get every state change", "[master]")
                       {"db", proto::InstanceState::kRunning},
                       {"api-1", proto::InstanceState::kStarting},
                       {"api-2", proto::InstanceState::kStarting}});
+}
+
+TEST_CASE("pid_dir holds a pid file per running instance", "[master]") {
+  TempDir pids;
+  Harness h({}, "pid_dir = \"" + pids.path() + "\"\n");
+  h.connect(1);
+  h.started("db", 4242);
+  REQUIRE_FALSE(h.files.empty());
+  CHECK(h.files.back().path == pids.path() + "/db.pid");
+  CHECK(h.files.back().content == std::optional<std::string>("4242\n"));
+  h.request(proto::Stop{{proto::SelectorKind::kName, "db"}, std::nullopt, false});
+  h.exitedWith("db", std::nullopt, 15);
+  CHECK(h.files.back().path == pids.path() + "/db.pid");
+  CHECK_FALSE(h.files.back().content);
 }
