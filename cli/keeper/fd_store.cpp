@@ -49,7 +49,7 @@ Result<std::unique_ptr<FdStore>> FdStore::listen(EventLoop& loop, const std::str
 }
 
 FdStore::FdStore(EventLoop& loop, UniqueFd listener, std::string path)
-    : loop_(loop), listener_(std::move(listener)), path_(std::move(path)) {}
+    : loop_(loop), listener_(std::move(listener)), path_(std::move(path)), rxbuf_(kMaxDatagram) {}
 
 FdStore::~FdStore() {
   for (auto& [fd, c] : conns_) loop_.removeFd(fd);
@@ -89,7 +89,7 @@ void FdStore::onAccept() {
 }
 
 void FdStore::onReadable(int fd) {
-  std::vector<char> buf(kMaxDatagram);
+  std::vector<char>& buf = rxbuf_;
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * proto::kMaxFdsPerMessage)];
   for (int budget = 64; budget > 0; --budget) {
     if (conns_.count(fd) == 0) return;

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "cli/keeper/fd_table.hpp"
 #include "common/util/event_loop.hpp"
@@ -65,6 +66,7 @@ class FdStore {
   std::string path_;
   FdTable table_;
   std::map<int, Conn> conns_;
+  std::vector<char> rxbuf_;  // one datagram; allocated once
 };
 
 }  // namespace provisr::keeper

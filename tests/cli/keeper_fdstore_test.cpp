@@ -96,7 +96,7 @@ TEST_CASE("fd store: deposited pipes and pidfd come back working; the keeper kee
   KeeperRun k;
   const pid_t keeper = k.start();
   const std::string sock = k.runDir() + "/keeper/fdstore.sock";
-  REQUIRE(waitFor([&] { return std::filesystem::exists(sock); }));
+  REQUIRE(waitFor([&] { return fdStoreReady(sock); }));
   struct stat st {};
   REQUIRE(::stat(sock.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
@@ -167,7 +167,7 @@ TEST_CASE("fd store: a withdraw of 270 fds comes in chunks of at most 253; bad m
   KeeperRun k;
   const pid_t keeper = k.start();
   const std::string sock = k.runDir() + "/keeper/fdstore.sock";
-  REQUIRE(waitFor([&] { return std::filesystem::exists(sock); }));
+  REQUIRE(waitFor([&] { return fdStoreReady(sock); }));
   FdStoreClient c(sock);
   REQUIRE(c.connected());
   for (int i = 0; i < 90; ++i) {
@@ -234,7 +234,7 @@ TEST_CASE("fd store: the keeper reaps a managed child it inherited and reports E
   k.order("spawner.fork", "");
   const pid_t keeper = k.start();
   const std::string sock = k.runDir() + "/keeper/fdstore.sock";
-  REQUIRE(waitFor([&] { return std::filesystem::exists(k.ctl("kid.pid")) && std::filesystem::exists(sock); }));
+  REQUIRE(waitFor([&] { return std::filesystem::exists(k.ctl("kid.pid")) && fdStoreReady(sock); }));
   const pid_t kid = std::atoi(slurp(k.ctl("kid.pid")).c_str());
   REQUIRE(kid > 0);
   const pid_t spawner = k.starts("spawner").at(0).pid;
@@ -339,7 +339,7 @@ TEST_CASE("keeper: graceful shutdown kills leftovers of managed groups and ends 
   k.order("spawner.fork", "");
   const pid_t keeper = k.start();
   const std::string sock = k.runDir() + "/keeper/fdstore.sock";
-  REQUIRE(waitFor([&] { return std::filesystem::exists(k.ctl("kid.pid")) && std::filesystem::exists(sock); }));
+  REQUIRE(waitFor([&] { return std::filesystem::exists(k.ctl("kid.pid")) && fdStoreReady(sock); }));
   const pid_t managed = std::atoi(slurp(k.ctl("kid.pid")).c_str());
   REQUIRE(managed > 0);
   k.adopt(managed);

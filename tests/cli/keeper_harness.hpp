@@ -279,4 +279,11 @@ class FdStoreClient {
   bool connected_ = false;
 };
 
+// True once the keeper accepts connections on its fd store (the socket file appears at bind,
+// a moment before listen).
+inline bool fdStoreReady(const std::string& path) {
+  FdStoreClient probe(path);
+  return probe.connected();
+}
+
 }  // namespace provisr::test
