@@ -26,18 +26,9 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/run.hpp"
+#include "tests/support/wait.hpp"
 
 namespace provisr::test {
-
-// Polls `pred` every 10 ms until it holds or `timeout` passes.
-inline bool waitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
 
 inline std::string slurp(const std::string& path) {
   std::ifstream in(path);

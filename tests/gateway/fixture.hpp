@@ -31,6 +31,7 @@
 #include "common/proto/codec.hpp"
 #include "common/proto/zmq_util.hpp"
 #include "tests/support/run.hpp"
+#include "tests/support/wait.hpp"
 
 namespace provisr::test::gw {
 
@@ -50,16 +51,7 @@ inline int freePort() {
   return ntohs(a.sin_port);
 }
 
-// Polls `cond` until it holds or `deadline` passes.
-template <class F>
-bool waitFor(F&& cond, std::chrono::milliseconds deadline = 5000ms) {
-  const auto until = SteadyClock::now() + deadline;
-  while (SteadyClock::now() < until) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return cond();
-}
+using provisr::test::waitFor;
 
 inline proto::InstanceStatus status(std::string name, std::string program, proto::InstanceState st) {
   proto::InstanceStatus s;

@@ -19,6 +19,7 @@
 
 #include "spawner/launcher.hpp"
 #include "spawner/reaper.hpp"
+#include "tests/support/wait.hpp"
 
 namespace provisr::spawner::test {
 
@@ -74,15 +75,10 @@ inline bool waitReadable(int fd, std::chrono::milliseconds timeout) {
   return rc == 1;
 }
 
-// Retries `cond` until it holds or the deadline passes; a short poll between tries, never a bare
-// sleep for a fixed outcome.
+using provisr::test::waitFor;
+// The spawner tests' name for waitFor.
 inline bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    ::poll(nullptr, 0, 2);
-  }
-  return true;
+  return waitFor(cond, deadline);
 }
 
 // Reads fd until EOF or the deadline; the fd may be non-blocking.

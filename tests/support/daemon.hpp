@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "tests/support/run.hpp"
+#include "tests/support/wait.hpp"
 
 namespace provisr::test {
 
@@ -36,19 +37,6 @@ inline int freePort() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
-}
-
-// Polls `cond` until it holds or `deadline` passes; the pause between checks grows from 1 ms to
-// 50 ms. Returns whether it held.
-inline bool waitFor(const std::function<bool()>& cond, std::chrono::milliseconds deadline) {
-  auto until = std::chrono::steady_clock::now() + deadline;
-  auto pause = std::chrono::milliseconds(1);
-  for (;;) {
-    if (cond()) return true;
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(pause);  // the pause of a deadline-bounded poll
-    pause = std::min(pause * 2, std::chrono::milliseconds(50));
-  }
 }
 
 // Our direct children other than `keep`: with the test process a subreaper, every descendant of a
