@@ -201,7 +201,7 @@ int main(int argc, char** argv) {
   });
   link.watch(loop, [&](std::string_view bytes) { return core.onSpawnerMessage(bytes); },
              [&](master::CoreEffects fx) { dispatch(std::move(fx)); });
-  link.watchReconnects(loop, [&] { dispatch(core.reconnect("the spawner connection came back")); });
+  link.watchConnection(loop, [&](bool up) { dispatch(core.onSpawnerConnection(up)); });
 
   (void)loop.onSignal(SIGTERM, [&](const signalfd_siginfo&) { dispatch(core.shutdown()); });
   (void)loop.onSignal(SIGINT, [&](const signalfd_siginfo&) { dispatch(core.shutdown()); });

@@ -406,7 +406,15 @@ CoreEffects MasterCore::tick() {
   }
   if (linkDeadline_ && *linkDeadline_ <= now) {
     linkDeadline_.reset();
-    fx.merge(reconnect("the spawner did not answer"));
+    if (spawnerUp_ || !spawnerSeenUp_) {
+      // Before the first connect the Hello already waits in the socket: resending would only
+      // pile Hellos up (each one a new epoch).
+      if (spawnerSeenUp_) {
+        fx.merge(reconnect("the spawner did not answer"));
+      } else {
+        linkDeadline_ = now + opts_.spawnerTimeout;
+      }
+    }
   }
   std::vector<std::uint64_t> lateLogs;
   for (const auto& [id, c] : logsCalls_) {
@@ -478,6 +486,15 @@ CoreEffects MasterCore::reconnect(const std::string& why) {
   CoreEffects fx;
   fx.logs.push_back("reconnecting to the spawner: " + why);
   sendHello(fx);
+  return fx;
+}
+
+CoreEffects MasterCore::onSpawnerConnection(bool up) {
+  CoreEffects fx;
+  const bool again = up && spawnerSeenUp_;
+  spawnerUp_ = up;
+  if (up) spawnerSeenUp_ = true;
+  if (again) fx.merge(reconnect("the spawner connection came back"));
   return fx;
 }
 

@@ -77,6 +77,8 @@ class MasterCore {
   CoreEffects tick();
   // The spawner connection came back (or may have): Hello again.
   CoreEffects reconnect(const std::string& why);
+  // The DEALER connected to (up) or lost the spawner. A connect after the first is a reconnect.
+  CoreEffects onSpawnerConnection(bool up);
   // SIGTERM: stop everything in reverse priority order, then exit.
   CoreEffects shutdown();
   // SIGHUP / SIGUSR1.
@@ -260,6 +262,8 @@ class MasterCore {
   bool booted_ = false;
   bool continuing_ = false;
   std::int32_t spawnerPid_ = 0;
+  bool spawnerUp_ = false;       // as the socket monitor last said
+  bool spawnerSeenUp_ = false;   // connected at least once
   std::uint64_t lastSeq_ = 0;
 
   std::shared_ptr<std::mt19937_64> random_;  // restart_backoff jitter, seeded by the pid

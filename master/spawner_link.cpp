@@ -1,6 +1,8 @@
 // The master's DEALER to the spawner.
 #include "master/spawner_link.hpp"
 
+#include <cstring>
+
 namespace provisr::master {
 
 Status SpawnerLink::open() {
@@ -9,7 +11,7 @@ Status SpawnerLink::open() {
   sock_.emplace(std::move(*s));
   // The monitor exists before the first connect, so the first CONNECTED event is that connect.
   const std::string monitorEndpoint = "inproc://provisr-master-spawner-monitor";
-  if (::zmq_socket_monitor(static_cast<void*>(*sock_), monitorEndpoint.c_str(), ZMQ_EVENT_CONNECTED) == 0) {
+  if (::zmq_socket_monitor(static_cast<void*>(*sock_), monitorEndpoint.c_str(), ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) == 0) {
     monitor_.emplace(ctx_, zmq::socket_type::pair);
     monitor_->connect(monitorEndpoint);
   }
@@ -38,18 +40,20 @@ void SpawnerLink::watch(EventLoop& loop, std::function<CoreEffects(std::string_v
                            });
 }
 
-void SpawnerLink::watchReconnects(EventLoop& loop, std::function<void()> onReconnect) {
+void SpawnerLink::watchConnection(EventLoop& loop, std::function<void(bool up)> onConnection) {
   if (!monitor_) return;
-  (void)proto::watchSocket(loop, *monitor_, EventLoop::kReadable, [this, cb = std::move(onReconnect)](std::uint32_t) {
-    bool reconnected = false;
+  (void)proto::watchSocket(loop, *monitor_, EventLoop::kReadable, [this, cb = std::move(onConnection)](std::uint32_t) {
     for (int i = 0; i < 100; ++i) {
       auto m = proto::recvMessage(*monitor_);
       if (!m || !m->has_value()) break;
-      // Frame 1: uint16 event + uint32 value; frame 2: the endpoint.
-      if (connectedOnce_) reconnected = true;
-      connectedOnce_ = true;
+      // Frame 1: uint16 event + uint32 value (host order); frame 2: the endpoint.
+      const auto& route = (*m)->route;
+      if (route.empty() || route[0].size() < 2) continue;
+      std::uint16_t event = 0;
+      std::memcpy(&event, route[0].data(), sizeof event);
+      if (event == ZMQ_EVENT_CONNECTED) cb(true);
+      if (event == ZMQ_EVENT_DISCONNECTED) cb(false);
     }
-    if (reconnected) cb();
   });
 }
 

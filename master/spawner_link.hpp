@@ -23,9 +23,9 @@ class SpawnerLink {
   // Every received message goes through `handle`; the effects of one batch go to `dispatch`.
   void watch(EventLoop& loop, std::function<CoreEffects(std::string_view)> handle,
              std::function<void(CoreEffects)> dispatch);
-  // `onReconnect` runs when the DEALER connects again after losing the spawner (a new spawner,
-  // or the same one after a hiccup): the core then says Hello and takes a Snapshot again.
-  void watchReconnects(EventLoop& loop, std::function<void()> onReconnect);
+  // `onConnection(up)` runs when the DEALER connects to the spawner or loses it; the core says
+  // Hello again on a reconnect and re-sends an unanswered Hello only while connected.
+  void watchConnection(EventLoop& loop, std::function<void(bool up)> onConnection);
   void close(EventLoop& loop);
 
  private:
@@ -33,7 +33,6 @@ class SpawnerLink {
   std::string endpoint_;
   std::optional<zmq::socket_t> sock_;
   std::optional<zmq::socket_t> monitor_;
-  bool connectedOnce_ = false;
 };
 
 }  // namespace provisr::master
