@@ -606,3 +606,23 @@ TEST_CASE("pid_dir holds a pid file per running instance", "[master]") {
   CHECK(h.files.back().path == pids.path() + "/db.pid");
   CHECK_FALSE(h.files.back().content);
 }
+
+TEST_CASE("an unanswered Hello is resent only while the spawner is connected", "[master]") {
+  Harness h;
+  auto countHellos = [](const CoreEffects& fx) {
+    std::size_t n = 0;
+    for (const auto& m : fx.toSpawner) {
+      auto env = proto::decodeEnvelope(m.data(), m.size());
+      n += env.ok() && env->type == proto::MsgType::kHello ? 1u : 0u;
+    }
+    return n;
+  };
+  CHECK(countHellos(h.core->start()) == 1);
+  h.clock.advance(4s);
+  CHECK(countHellos(h.core->tick()) == 0);  // never connected: the first Hello still waits in the socket
+  CHECK(countHellos(h.core->onSpawnerConnection(true)) == 0);  // the first connect delivers it
+  h.clock.advance(4s);
+  CHECK(countHellos(h.core->tick()) == 1);  // connected and silent: ask again
+  CHECK(countHellos(h.core->onSpawnerConnection(false)) == 0);
+  CHECK(countHellos(h.core->onSpawnerConnection(true)) == 1);  // a reconnect: Hello again
+}
