@@ -48,7 +48,8 @@ struct RegisterOptions {
 };
 
 int runValidate(const std::string& config_path);
-int runStartDryRun(const ClientOptions& opts, const std::optional<std::string>& name);
+// The start/stop/restart plan computed from --config alone (no daemon answers).
+int runLocalPlan(const ClientOptions& opts, const std::string& verb, const std::optional<std::string>& name);
 int runStatus(const ClientOptions& opts, const std::optional<std::string>& name,
               const std::optional<std::string>& group, bool watch);
 int runAction(const ClientOptions& opts, const std::string& verb, const ActionOptions& action);

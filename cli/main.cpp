@@ -182,7 +182,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 3; ++i) {
     if (!*actions[i]) continue;
     // A dry run with no daemon answering is computed from --config (SPEC §1.2).
-    if (f.dry_run && i == 0 && !daemonAnswers(f.client)) return runStartDryRun(f.client, f.name);
+    if (f.dry_run && !daemonAnswers(f.client)) return runLocalPlan(f.client, action_names[i], f.name);
     return runAction(f.client, action_names[i], ActionOptions{f.name, f.wait, f.dry_run});
   }
   if (*scale) return runScale(f.client, f.reg.name, f.instances);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -133,14 +134,17 @@ int runValidate(const std::string& config_path) {
   return kExitOk;
 }
 
-int runStartDryRun(const ClientOptions& opts, const std::optional<std::string>& name) {
+int runLocalPlan(const ClientOptions& opts, const std::string& verb, const std::optional<std::string>& name) {
   if (!opts.config) {
-    std::cerr << "provisr: start --dry-run needs --config FILE when no daemon answers\n";
+    std::cerr << "provisr: " << verb << " --dry-run needs --config FILE when no daemon answers\n";
     return kExitUsage;
   }
   auto cfg = loadForCli(*opts.config, false);
   if (!cfg) return kExitFailed;
-  auto plan = bands(*cfg, name);
+  auto by_priority = bands(*cfg, name);
+  // Stop goes in reverse priority order (SPEC §2.3); start and restart in priority order.
+  std::vector<std::pair<int, std::vector<const config::ProgramSpec*>>> plan(by_priority.begin(), by_priority.end());
+  if (verb == "stop") std::reverse(plan.begin(), plan.end());
   if (name && plan.empty()) {
     std::cerr << "provisr: no program or instance named '" << *name << "' in " << cfg->file << "\n";
     return kExitNotFound;
@@ -150,6 +154,7 @@ int runStartDryRun(const ClientOptions& opts, const std::optional<std::string>& 
     json out;
     out["config"] = cfg->file;
     out["source"] = "config";
+    out["action"] = verb;
     out["bands"] = json::array();
     for (const auto& [prio, progs] : plan) {
       json band{{"priority", prio}, {"programs", json::array()}};
@@ -171,12 +176,15 @@ int runStartDryRun(const ClientOptions& opts, const std::optional<std::string>& 
     return kExitOk;
   }
 
-  std::cout << "Start plan for " << cfg->file << " (dry run: nothing is started)\n";
+  std::string title = verb;
+  title[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(title[0])));
+  std::cout << title << " plan for " << cfg->file << " (dry run: nothing is " << verb
+            << (verb == "stop" ? "ped" : "ed") << ")\n";
   int band_no = 0;
   for (const auto& [prio, progs] : plan) {
     ++band_no;
     std::cout << "\nband " << band_no << " (priority " << prio << ")"
-              << (band_no == 1 ? "" : ": after the band before is running") << "\n";
+              << (band_no == 1 ? "" : (verb == "stop" ? ": after the band before has stopped" : ": after the band before is running")) << "\n";
     for (const auto* p : progs) {
       std::cout << "  " << p->name;
       if (p->instances > 1) std::cout << " x" << p->instances << ": " << joinWords(p->instanceNames());

@@ -86,3 +86,16 @@ TEST_CASE("status --config without a daemon lists what the config would load and
   CHECK(r.out.find("\"name\": \"worker-3\"") != std::string::npos);
   CHECK(r.out.find("\"state\": \"not running\"") != std::string::npos);
 }
+
+TEST_CASE("stop --dry-run without a daemon plans reverse priority order", "[cli]") {
+  auto r = run({binPath("provisr"), "stop", "--config", kExample, "--dry-run", "-o", "table", "--api-url",
+                "http://127.0.0.1:1/api"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("Stop plan for") != std::string::npos);
+  auto worker = r.out.find("  worker x3");
+  auto db = r.out.find("  database");
+  REQUIRE(worker != std::string::npos);
+  REQUIRE(db != std::string::npos);
+  CHECK(worker < db);
+}
