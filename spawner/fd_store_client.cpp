@@ -1,6 +1,8 @@
 // FdStoreClient: SCM_RIGHTS datagrams to and from the keeper's fd store.
 #include "spawner/fd_store_client.hpp"
 
+#include "common/util/scm.hpp"
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -23,24 +25,9 @@ Status sendDatagram(int sock, std::string_view bytes, const std::vector<int>& fd
   if (fds.size() > proto::kMaxFdsPerMessage) {
     return makeError(ErrorCode::kInvalidArgument, "more than 253 fds in one datagram");
   }
-  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> control;
-  if (!fds.empty()) {
-    control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
   ssize_t n;
   do {
-    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+    n = sendWithFds(sock, bytes, fds, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return sysError(ErrorCode::kUnavailable, "fd store sendmsg", errno);
   return {};
@@ -57,32 +44,18 @@ Result<std::optional<FdDatagram>> recvDatagram(int sock, std::chrono::millisecon
 
   FdDatagram out;
   out.bytes.resize(proto::kMaxMessageSize > 1u << 20 ? 1u << 20 : proto::kMaxMessageSize);
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * proto::kMaxFdsPerMessage));
-  iovec iov{out.bytes.data(), out.bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
-  ssize_t n;
+  RecvWithFds got;
   do {
-    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
+    got = recvWithFds(sock, out.bytes.data(), out.bytes.size(), MSG_DONTWAIT);
+  } while (got.n < 0 && errno == EINTR);
+  if (got.n < 0) {
     if (errno == EAGAIN) return std::optional<FdDatagram>{};
     return sysError(ErrorCode::kUnavailable, "fd store recvmsg", errno);
   }
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < count; ++i) {
-      int fd = -1;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      out.fds.emplace_back(fd);
-    }
-  }
+  const ssize_t n = got.n;
+  out.fds = std::move(got.fds);
   if (n == 0 && out.fds.empty()) return makeError(ErrorCode::kUnavailable, "the fd store closed the connection");
-  if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+  if ((got.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
     return makeError(ErrorCode::kMalformed, "truncated fd store datagram");  // fds close with `out`
   }
   out.bytes.resize(static_cast<std::size_t>(n));

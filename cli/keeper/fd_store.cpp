@@ -14,6 +14,7 @@
 
 #include "cli/keeper/log.hpp"
 #include "common/proto/codec.hpp"
+#include "common/util/scm.hpp"
 
 namespace provisr::keeper {
 namespace {
@@ -90,37 +91,20 @@ void FdStore::onAccept() {
 
 void FdStore::onReadable(int fd) {
   std::vector<char>& buf = rxbuf_;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * proto::kMaxFdsPerMessage)];
   for (int budget = 64; budget > 0; --budget) {
     if (conns_.count(fd) == 0) return;
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    const ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    // recvWithFds owns every fd first, so nothing leaks whatever the message turns out to be.
+    RecvWithFds got = recvWithFds(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+    const ssize_t n = got.n;
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    // Take ownership of every fd first, so nothing leaks whatever the message turns out to be.
-    std::vector<UniqueFd> fds;
-    if (n > 0) {
-      for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-        const std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < count; ++i) {
-          int one = -1;
-          std::memcpy(&one, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-          fds.emplace_back(one);
-        }
-      }
-    }
+    std::vector<UniqueFd> fds = std::move(got.fds);
     if (n <= 0) {
       if (n < 0) logLine(std::string("fd store: recvmsg: ") + std::strerror(errno));
       logLine("fd store: spawner disconnected; keeping " + std::to_string(table_.size()) + " entries");
       drop(fd);
       return;
     }
-    if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+    if ((got.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
       logLine("fd store: dropped a truncated message (too large, or too many fds for our RLIMIT_NOFILE)");
       queue(fd, proto::encodeError(0, ErrorCode::kMalformed, "truncated message or fds"));
       continue;
@@ -205,22 +189,7 @@ void FdStore::flush(int fd) {
     } else {
       bytes = std::get<std::string>(c.out.front());
     }
-    iovec iov{bytes.data(), bytes.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    std::vector<char> control;
-    if (!fds.empty()) {
-      control.assign(CMSG_SPACE(sizeof(int) * fds.size()), 0);
-      msg.msg_control = control.data();
-      msg.msg_controllen = control.size();
-      cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-      cm->cmsg_level = SOL_SOCKET;
-      cm->cmsg_type = SCM_RIGHTS;
-      cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
-    }
-    const ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n = sendWithFds(fd, bytes, fds, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR || errno == ENOBUFS) {
         if (!c.watchingWritable) {

@@ -26,6 +26,7 @@
 #include <msgpack.hpp>
 
 #include "common/errors.hpp"
+#include "common/util/scm.hpp"
 
 namespace provisr::proto {
 
@@ -99,7 +100,7 @@ std::string_view msgTypeName(MsgType t);
 bool isKnownMsgType(std::uint16_t raw);
 
 // At most this many fds ride in one SOCK_SEQPACKET message (SCM_MAX_FD is 253).
-inline constexpr std::size_t kMaxFdsPerMessage = 253;
+inline constexpr std::size_t kMaxFdsPerMessage = kMaxFdsPerDatagram;
 
 // ---------------------------------------------------------------------------------------------
 // Enums carried by name. Each has kNames indexed by value; WireEnum<E> makes the codec use them.

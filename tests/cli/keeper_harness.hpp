@@ -25,6 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/util/scm.hpp"
 #include "tests/support/run.hpp"
 #include "tests/support/wait.hpp"
 
@@ -215,22 +216,7 @@ class FdStoreClient {
   bool connected() const { return connected_; }
 
   bool send(const std::string& bytes, const std::vector<int>& fds = {}) {
-    iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    std::vector<char> control;
-    if (!fds.empty()) {
-      control.assign(CMSG_SPACE(sizeof(int) * fds.size()), 0);
-      msg.msg_control = control.data();
-      msg.msg_controllen = control.size();
-      cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-      cm->cmsg_level = SOL_SOCKET;
-      cm->cmsg_type = SCM_RIGHTS;
-      cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
-    }
-    return ::sendmsg(fd_, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+    return sendWithFds(fd_, bytes, fds, MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
   }
 
   struct Received {
@@ -242,26 +228,11 @@ class FdStoreClient {
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return std::nullopt;
     std::vector<char> buf(65536);
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 253)];
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    const ssize_t n = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
-    if (n <= 0) return std::nullopt;
+    auto got = recvWithFds(fd_, buf.data(), buf.size(), 0);
+    if (got.n <= 0) return std::nullopt;
     Received r;
-    r.bytes.assign(buf.data(), static_cast<std::size_t>(n));
-    for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-      const std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < count; ++i) {
-        int one = -1;
-        std::memcpy(&one, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-        r.fds.push_back(one);
-      }
-    }
+    r.bytes.assign(buf.data(), static_cast<std::size_t>(got.n));
+    for (auto& fd : got.fds) r.fds.push_back(fd.release());
     return r;
   }
 
