@@ -153,6 +153,14 @@ proto::ChildSpec MasterCore::childSpec(const Inst& in, std::uint64_t generation)
   c.generation = generation;
   const config::ProgramSpec* p = programOf(in);
   if (p == nullptr) return c;
+  // PROVISR_NAME follows the instance count, which a runtime scale changes: name the child as
+  // the instance is named, not as the config's count would.
+  config::ProgramSpec scaled;
+  if (p->instanceName(in.index) != in.name) {
+    scaled = *p;
+    scaled.instances = in.name == p->name ? 1 : std::max({2, in.index, p->instances});
+    p = &scaled;
+  }
   c.env = config::childEnvironment(cfg_, *p, in.index, opts_.load);
   c.argv = p->argv;
   if (!c.argv.empty() && c.argv[0].find('/') == std::string::npos) c.argv[0] = opts_.resolveExe(c.argv[0], c.env);
