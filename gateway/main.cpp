@@ -121,7 +121,9 @@ int run(const Flags& flags) {
 
   if (!policy->authEnabled()) {
     logLine("warning: no [server.auth] token: the API is open to every local user" +
-            std::string(policy->protected_mode ? " (protected mode: only loopback clients are answered)" : "") +
+            std::string(policy->protected_mode ? " (protected mode: only loopback clients are answered; set [server.auth] "
+                                                "token or token_file, or [server] allow_insecure = true)"
+                                              : "") +
             std::string(policy->root_without_auth ? "; register/update/unregister are refused while running as root"
                                                   : ""));
   }
