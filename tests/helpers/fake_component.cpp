@@ -71,6 +71,19 @@ std::string openFds() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The inherited mask is part of what the tests check; measure it, then block the signals this
+  // fake obeys before anything is recorded, so a signal sent right after "start" is never lost to
+  // its default action.
+  sigset_t blocked;
+  sigemptyset(&blocked);
+  ::sigprocmask(SIG_BLOCK, nullptr, &blocked);
+  int nblocked = 0;
+  for (int s = 1; s < 32; ++s) nblocked += sigismember(&blocked, s);
+  sigset_t mine;
+  sigemptyset(&mine);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&mine, s);
+  ::sigprocmask(SIG_BLOCK, &mine, nullptr);
+
   std::string name = argv[0];
   if (auto slash = name.rfind('/'); slash != std::string::npos) name = name.substr(slash + 1);
   if (name.rfind("provisr-", 0) == 0) name = name.substr(8);
@@ -97,11 +110,6 @@ int main(int argc, char** argv) {
     }
     ::close(secretFd);
   }
-  sigset_t blocked;
-  sigemptyset(&blocked);
-  ::sigprocmask(SIG_BLOCK, nullptr, &blocked);
-  int nblocked = 0;
-  for (int s = 1; s < 32; ++s) nblocked += sigismember(&blocked, s);
   record(name, "start secret=" + secret + " fds=" + openFds() + " pgid=" + std::to_string(::getpgrp()) +
                    " blocked=" + std::to_string(nblocked) + " args=" + args);
 
@@ -137,6 +145,7 @@ int main(int argc, char** argv) {
     const pid_t kid = ::fork();
     if (kid == 0) {
       ::setpgid(0, 0);
+      ::sigprocmask(SIG_UNBLOCK, &mine, nullptr);
       for (int fd = 3; fd < 1024; ++fd) ::close(fd);  // above all the spawner lock: it must not outlive us
       for (;;) ::pause();
     }
@@ -149,10 +158,6 @@ int main(int argc, char** argv) {
     ::rename(tmp.c_str(), (dir() + "/kid.pid").c_str());
   }
 
-  sigset_t mine;
-  sigemptyset(&mine);
-  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&mine, s);
-  ::sigprocmask(SIG_BLOCK, &mine, nullptr);
   for (;;) {
     int sig = 0;
     if (::sigwait(&mine, &sig) != 0) continue;
