@@ -545,6 +545,7 @@ def w_start():
                 record("start", name, "error", str(e), rep=rep)
                 continue
             record("start", name, "seconds", secs, rep=rep, n=n)
+            record("start", name, "cpu_seconds", cpu_ticks(supervisor_pids(p.roots())) / HZ, rep=rep, n=n)
             try:
                 t0 = time.monotonic()
                 r = subprocess.run(p.stop_cmd(), env=p.env, stdout=subprocess.DEVNULL,
@@ -602,6 +603,7 @@ def w_status():
             with open(js) as f:
                 res = json.load(f)["results"][0]
             out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout
+            record("status", name, "cpu_ms", (res["user"] + res["system"]) * 1000, n=n)
             for i, t in enumerate(res["times"]):
                 record("status", name, "seconds", t, rep=i, n=n, cmd=" ".join(cmd[:3]) + (" ..." if len(cmd) > 3 else ""),
                        out_bytes=len(out))
@@ -746,7 +748,9 @@ def w_http():
         lua = os.path.join(p.dir, "status.lua")
         with open(lua, "w") as f:
             f.write(WRK_LUA.replace("%N%", str(n)))
+        sup = supervisor_pids(p.roots())
         for rep in range(A.reps):
+            c0 = cpu_ticks(sup)
             out = run(["wrk", "-t2", "-c10", f"-d{A.http_s}s", "--latency", "-s", lua,
                        f"http://127.0.0.1:{p.port}"], timeout=A.http_s + 60)
             rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -755,6 +759,8 @@ def w_http():
             record("http", "provisr", "req_per_s", rps, rep=rep, n=n, p50_ms=lat.get("50"),
                    p99_ms=lat.get("99"), non2xx=int(errs.group(1)) if errs else 0)
             record("http", "provisr", "p99_ms", lat.get("99"), rep=rep, n=n)
+            reqs = int(re.search(r"(\d+) requests in", out).group(1))
+            record("http", "provisr", "cpu_us_per_req", (cpu_ticks(sup) - c0) / HZ * 1e6 / max(reqs, 1), rep=rep, n=n)
     finally:
         p.teardown()
 
