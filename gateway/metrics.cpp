@@ -58,6 +58,19 @@ std::string renderMetrics(const std::optional<std::vector<proto::InstanceStatus>
     }
     family(o, "provisr_process_restarts_total", "counter", "Automatic restarts after a running instance exited.");
     for (const auto& s : list) o << "provisr_process_restarts_total{" << ids(s) << "} " << s.restarts << '\n';
+    family(o, "provisr_process_starts_total", "counter", "Children spawned for the instance (starts, retries, restarts).");
+    for (const auto& s : list) o << "provisr_process_starts_total{" << ids(s) << "} " << s.starts << '\n';
+    family(o, "provisr_process_exits_total", "counter", "Exits of the instance's children by exit code or signal name.");
+    for (const auto& s : list) {
+      for (const auto& [code, n] : s.exits) {
+        o << "provisr_process_exits_total{" << ids(s) << ",code=\"" << escapeLabel(code) << "\"} " << n << '\n';
+      }
+    }
+    family(o, "provisr_log_bytes_total", "counter", "Bytes the instance wrote to its log files, per stream.");
+    for (const auto& s : list) {
+      o << "provisr_log_bytes_total{" << ids(s) << ",stream=\"stdout\"} " << s.log_stdout_bytes << '\n';
+      o << "provisr_log_bytes_total{" << ids(s) << ",stream=\"stderr\"} " << s.log_stderr_bytes << '\n';
+    }
     family(o, "provisr_process_up_seconds", "gauge", "Seconds since the instance entered running (0 when not running).");
     for (const auto& s : list) {
       o << "provisr_process_up_seconds{" << ids(s) << "} " << num(static_cast<double>(s.uptime_ms) / 1000.0) << '\n';

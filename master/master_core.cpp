@@ -3,6 +3,8 @@
 #include "master/master_core.hpp"
 
 #include <algorithm>
+#include <csignal>
+#include <cstring>
 #include <utility>
 
 #include "master/proc_util.hpp"
@@ -68,8 +70,8 @@ MasterCore::Inst& MasterCore::addInstance(const config::ProgramSpec& spec, int i
     return it->second;
   }
   RandomSource jitter = [r = random_] { return std::uniform_real_distribution<double>(0.0, 1.0)(*r); };
-  Inst in{name, spec.name, index, Instance(name, LifecyclePolicy::from(spec), std::move(jitter)), 0, false,
-          std::nullopt, false};
+  Inst in{name, spec.name, index, Instance(name, LifecyclePolicy::from(spec), std::move(jitter)), {}, {}, {}, 0, 0,
+          {}, false, std::nullopt, false};
   return insts_.emplace(name, std::move(in)).first->second;
 }
 
@@ -200,7 +202,11 @@ proto::InstanceStatus MasterCore::statusOf(const Inst& in, bool sample) const {
         std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - *l.spawnedAtMono()).count()));
   }
   if (!l.lastStartError().empty()) s.last_start_error = l.lastStartError();
-  s.log_dropped_bytes = in.logDropped;
+  s.log_dropped_bytes = in.logDropped.total();
+  s.log_stdout_bytes = in.logStdout.total();
+  s.log_stderr_bytes = in.logStderr.total();
+  s.starts = in.starts;
+  s.exits = in.exits;
   s.adopted = in.adopted;
   if (const config::ProgramSpec* p = programOf(in)) {
     s.provisioned = p->provisioned();
@@ -556,7 +562,10 @@ CoreEffects MasterCore::onSpawnerMessage(std::string_view bytes) {
       if (auto ev = proto::decodeBody<proto::LogStats>(*env)) {
         event(*ev, [&](const proto::LogStats& e) {
           auto it = insts_.find(e.key);
-          if (it != insts_.end()) it->second.logDropped = e.dropped_bytes;
+          if (it == insts_.end()) return;
+          it->second.logStdout.update(e.stdout_bytes);
+          it->second.logStderr.update(e.stderr_bytes);
+          it->second.logDropped.update(e.dropped_bytes);
         });
       }
       break;
@@ -750,13 +759,28 @@ void MasterCore::onSpawnReply(const proto::Envelope& env, CoreEffects& fx) {
 void MasterCore::onChildStarted(const proto::ChildStarted& ev, CoreEffects& fx) {
   auto it = insts_.find(ev.key);
   if (it == insts_.end()) return;
-  it->second.adopted = ev.adopted;
-  apply(it->second, Event::spawned(ev.generation, ev.pid), fx);
+  Inst& in = it->second;
+  in.adopted = ev.adopted;
+  if (!ev.adopted && ev.generation > in.lastStartedGen) {
+    // A new child: the spawner's log counters start again from 0 for it.
+    in.lastStartedGen = ev.generation;
+    ++in.starts;
+    in.logStdout.fold();
+    in.logStderr.fold();
+    in.logDropped.fold();
+  }
+  apply(in, Event::spawned(ev.generation, ev.pid), fx);
 }
 
 void MasterCore::onChildExited(const proto::ChildExited& ev, CoreEffects& fx) {
   auto it = insts_.find(ev.key);
   if (it == insts_.end()) return;
+  if (ev.exit_code) {
+    ++it->second.exits[std::to_string(*ev.exit_code)];
+  } else if (ev.exit_signal) {
+    const char* abbrev = ::sigabbrev_np(*ev.exit_signal);
+    ++it->second.exits[abbrev != nullptr ? "SIG" + std::string(abbrev) : "SIG" + std::to_string(*ev.exit_signal)];
+  }
   Event e = Event::of(EventKind::kExited);
   e.generation = ev.generation;
   e.exit_code = ev.exit_code;

@@ -117,7 +117,25 @@ class MasterCore {
     std::string program;
     int index = 1;
     Instance life;
-    std::uint64_t logDropped = 0;
+    // A log counter of the spawner (per child generation, and from 0 again in a new spawner) made
+    // monotonic: `base` holds what earlier generations/spawners counted.
+    struct LogCount {
+      std::uint64_t base = 0;
+      std::uint64_t cur = 0;
+      void update(std::uint64_t v) {
+        if (v < cur) base += cur;
+        cur = v;
+      }
+      void fold() {
+        base += cur;
+        cur = 0;
+      }
+      std::uint64_t total() const { return base + cur; }
+    };
+    LogCount logStdout, logStderr, logDropped;
+    std::uint64_t starts = 0;
+    std::uint64_t lastStartedGen = 0;
+    std::map<std::string, std::uint64_t> exits;  // by code or signal name
     bool adopted = false;
     std::optional<Duration> stopOverride;
     bool forget = false;  // remove once down (unregister, reload, scale down)

@@ -510,9 +510,15 @@ struct InstanceStatus {
   bool adopted = false;
   std::optional<std::uint64_t> rss_bytes;   // sampled when asked
   std::optional<double> cpu_seconds;        // sampled when asked
+  // Counters since this master started (Prometheus counters: a master restart resets them).
+  std::uint64_t starts = 0;                     // children spawned (every start, retry and restart)
+  std::map<std::string, std::uint64_t> exits;   // exits by code ("0", "1") or signal name ("SIGKILL")
+  std::uint64_t log_stdout_bytes = 0;           // bytes written to the stdout log, all generations
+  std::uint64_t log_stderr_bytes = 0;           // bytes written to the stderr log, all generations
   MSGPACK_DEFINE_MAP(name, running, pid, started_at, stopped_at, restarts, state, provisioned, exit_error, program,
                      instance, priority, groups, exit_code, exit_signal, uptime_ms, last_start_error, log,
-                     log_dropped_bytes, adopted, rss_bytes, cpu_seconds)
+                     log_dropped_bytes, adopted, rss_bytes, cpu_seconds, starts, exits, log_stdout_bytes,
+                     log_stderr_bytes)
   bool operator==(const InstanceStatus&) const = default;
 };
 

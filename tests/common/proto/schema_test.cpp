@@ -37,6 +37,10 @@ InstanceStatus sampleStatus(std::string name) {
   s.adopted = true;
   s.rss_bytes = 1u << 24;
   s.cpu_seconds = 1.25;
+  s.starts = 9;
+  s.exits = {{"0", 2}, {"SIGKILL", 1}};
+  s.log_stdout_bytes = 1234;
+  s.log_stderr_bytes = 56;
   return s;
 }
 
