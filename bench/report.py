@@ -102,7 +102,8 @@ def main():
     cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
     ram = sh("free -m | awk '/Mem:/ {print $2}'")
     osname = sh(". /etc/os-release; echo $PRETTY_NAME")
-    rev = sh(f"git -C {os.path.dirname(a.bin)}/.. rev-parse --short HEAD 2>/dev/null || true")
+    gt = os.path.join(a.out, "git.txt")
+    rev = open(gt).read().strip() if os.path.exists(gt) else sh(f"git -C {os.path.dirname(a.bin)}/.. describe --always --dirty 2>/dev/null || true")
     btype = sh(f"grep CMAKE_BUILD_TYPE: {os.path.dirname(a.bin)}/CMakeCache.txt | cut -d= -f2")
     w(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; kernel {platform.release()}; "
       f"{os.cpu_count()} CPUs ({cpu}); RAM {ram} MiB; {osname}")
@@ -210,6 +211,9 @@ def main():
         if dat and plot(dat, a.plot, a.out):
             w(f"![scaling]({os.path.basename(a.plot)})")
             w("")
+    w("Where provisr's time and memory go on the missed targets, with suggested fixes: "
+      "[PROFILE.md](PROFILE.md) (`bench/profile.py`).")
+    w("")
     w(METHOD)
     with open(a.results, "w") as f:
         f.write("\n".join(L) + "\n")

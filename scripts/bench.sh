@@ -1,7 +1,7 @@
 #!/bin/bash
 # provisr against supervisord, PM2, s6, runit and daemontools, side by side in one run (issue 8).
 #
-# usage: scripts/bench.sh [--reps N] [--peers provisr,s6,...] [--no-install] [WORKLOAD...]
+# usage: scripts/bench.sh [--reps N] [--peers provisr,s6,...] [--no-install] [--no-build] [WORKLOAD...]
 #   WORKLOAD: start (cold start + stop of 500), idle (CPU over 10 s + PSS, 100 children),
 #             status (CLI status of 100, hyperfine), restart (latency, child living 0.2 s),
 #             log (200 MB through the supervisor's log file), http (wrk on GET /status?name=),
@@ -17,10 +17,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${PROVISR_BENCH_BUILD:-$root/build-bench}
 peers_dir=$root/bench/.peers
 install=1
+build_it=1
 args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --no-install) install=0 ;;
+    --no-build) build_it=0 ;;  # use the binaries already in build-bench
     --reps|--peers) args+=("$1" "$2"); shift ;;
     -h|--help) sed -n 2,14p "$0"; exit 0 ;;
     *) args+=("$1") ;;
@@ -50,8 +52,10 @@ fi
 export CCACHE_BASEDIR=$root CCACHE_DIR=${CCACHE_DIR:-/work/.ccache}
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+if [ $build_it = 1 ]; then
 [ -f "$build/CMakeCache.txt" ] || cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >&2
 cmake --build "$build" -j2 --target provisr provisr-keeper provisr-spawner provisr-master provisr-gateway >&2
+fi
 mkdir -p "$build/bench"
 gcc -O2 -Wall -Wextra "$root/bench/child.c" -o "$build/bench/bchild"
 gcc -O2 -Wall -Wextra "$root/bench/spawn_loop.c" -o "$build/bench/spawn_loop"
@@ -59,6 +63,7 @@ gcc -O2 -Wall -Wextra "$root/bench/spawn_loop.c" -o "$build/bench/spawn_loop"
 out=$build/bench/out-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
 uptime > "$out/load-before.txt"
+git -C "$root" describe --always --dirty > "$out/git.txt" 2>/dev/null || true
 ulimit -n 65536 2>/dev/null || true
 /usr/bin/python3 "$root/bench/bench.py" --bin "$build/bin" --child "$build/bench/bchild" \
   --loop "$build/bench/spawn_loop" --pm2 "$peers_dir/npm/node_modules/.bin/pm2" --out "$out" "${args[@]}"
