@@ -833,6 +833,7 @@ def main():
     A.scale = [int(x) for x in A.scale.split(",")]
     A.child = os.path.realpath(A.child)
     A.pm2 = os.path.abspath(A.pm2)
+    A.bin = os.path.abspath(A.bin)
     OUT = A.out
     os.makedirs(OUT, exist_ok=True)
     A.work = tempfile.mkdtemp(prefix="provisr-bench-", dir="/tmp")

@@ -135,7 +135,7 @@ def main():
         others = [o for o in others if o is not None]
         best = (min(others) if lower_better else max(others)) if others else None
         w(f"| {label} | " + " | ".join(cells) + f" | {ref_label} | {ratio(pv, ref) if ref else '—'} | "
-          f"{target_text} | {ratio(pv, best) if best else '—'} | {verdict(ok(pv)) if pv is not None else '—'} |")
+          f"{target_text} | {ratio(pv, best) if best else '—'} | {verdict(ok(pv)) if pv is not None else ('**missed** (did not finish)' if st.errors(workload, 'provisr') else '—')} |")
 
     if "start" in have:
         bare = st.med("start", "bare", "seconds")
