@@ -10,7 +10,7 @@
 # Installs what is missing (Debian: supervisor s6 runit daemontools hyperfine wrk gnuplot-nox;
 # npm: pm2 into bench/.peers/, not committed), builds provisr in build-bench (RelWithDebInfo) and
 # the two bench programs, runs the workloads, and writes bench/RESULTS.md (+ bench/scale.png).
-# A run of some workloads only rewrites RESULTS.md with the rows it measured.
+# A run of some workloads writes its RESULTS.md into build-bench/bench/out-*/ instead.
 # Run it in the foreground of a terminal session: PM2 behaves differently in the background.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,6 +68,11 @@ ulimit -n 65536 2>/dev/null || true
 /usr/bin/python3 "$root/bench/bench.py" --bin "$build/bin" --child "$build/bench/bchild" \
   --loop "$build/bench/spawn_loop" --pm2 "$peers_dir/npm/node_modules/.bin/pm2" --out "$out" "${args[@]}"
 uptime > "$out/load-after.txt"
-/usr/bin/python3 "$root/bench/report.py" --out "$out" --results "$root/bench/RESULTS.md" \
-  --plot "$root/bench/scale.png" --bin "$build/bin" --pm2 "$peers_dir/npm/node_modules/.bin/pm2"
-echo "bench: wrote $root/bench/RESULTS.md (samples in $out/samples.jsonl)" >&2
+# Only a run of every workload replaces bench/RESULTS.md; a partial run reports into its out dir.
+results=$root/bench
+for a in "${args[@]}"; do
+  case $a in start|idle|status|restart|log|http|scale) results=$out ;; esac
+done
+/usr/bin/python3 "$root/bench/report.py" --out "$out" --results "$results/RESULTS.md" \
+  --plot "$results/scale.png" --bin "$build/bin" --pm2 "$peers_dir/npm/node_modules/.bin/pm2"
+echo "bench: wrote $results/RESULTS.md (samples in $out/samples.jsonl)" >&2
