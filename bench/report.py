@@ -303,7 +303,25 @@ restart log http scale`); `--reps N` (default 3), `--peers provisr,s6,...`. The 
   /api/status?name=s-1..s-500`. provisr only (no peer has this API).
 - **scale**: for 100, 500, 1000, 2000, 5000 instances: the bare loop and provisr's cold start as
   above, then the median of 5 `GET /api/status?wildcard=*` (all instances, JSON) and of 5 `provisr
-  status` CLI calls, and `VmRSS` of provisr-master (and spawner, gateway) from `/proc`.
+  status` CLI calls, and `VmRSS` of provisr-master (and spawner, gateway) from `/proc`. To keep the
+  run bounded, sizes stop growing once a start takes longer than `--scale-budget-s` (60 s; a start
+  is abandoned after twice that) and the larger sizes are reported "not run".
+
+## Known weaknesses of the harness
+
+- The machine is a shared 2-core VM; other builds ran during the run (load averages above), so the
+  min–max ranges are wide and overlap. Ratios within one run are the useful numbers.
+- The run is driven from a non-interactive shell, not a terminal's foreground (PM2's restart latency
+  was seen to depend on that).
+- "Running" is detected by polling `/proc` every 5 ms (a scan costs ~5 ms at 500 processes, ~50 ms
+  at 5000); every peer pays the same, provisr additionally one `GET /status` per poll once the
+  processes exist.
+- Idle CPU has the resolution of a clock tick (10 ms) per process.
+- s6 has no multi-directory `s6-svstat`: its status row is a `sh` loop of 100 calls. s6, runit and
+  daemontools restart at most once a second by design (not configurable), so their restart rows
+  show that throttle, not their speed. PM2 logs without rotation.
+- The log rows measure until the bytes are in the files (page cache), not on disk.
+- HTTP and scale rows have no peer (none has that API / was run at 5000).
 """
 
 if __name__ == "__main__":
