@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
@@ -189,7 +190,7 @@ def main():
     ap.add_argument("what", nargs="*")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    bench.A = argparse.Namespace(bin=a.bin, child=os.path.realpath(a.child), log_mb=a.log_mb,
+    bench.A = argparse.Namespace(bin=os.path.abspath(a.bin), child=os.path.realpath(a.child), log_mb=a.log_mb,
                                  work=__import__("tempfile").mkdtemp(prefix="provisr-prof-", dir="/tmp"))
     os.chmod(bench.A.work, 0o700)
     bench.OUT = a.out
