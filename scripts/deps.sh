@@ -8,6 +8,7 @@ PKGS=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libyaml-cpp-dev libtomlplusplus-dev
   nlohmann-json3-dev catch2 libcpp-httplib-dev libcli11-dev zlib1g-dev
   python3 procps
+  clang libclang-rt-dev   # the libFuzzer targets (scripts/fuzz.sh): clang 14, libFuzzer + ASan/UBSan runtimes
   prometheus
 )
 if [ "${PROVISR_DEPS_EXTRA:-}" != "" ]; then

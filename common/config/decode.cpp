@@ -73,12 +73,21 @@ namespace {
 void typeError(Sink& s, const Node& n, const std::string& key, const char* want) {
   s.error(n.line, key, std::string("must be ") + want + ", not " + kindName(n.kind));
 }
+// Every string of a config ends up in a C string (a path, argv, the environment, a user name),
+// where a NUL would silently cut it.
+void nulError(Sink& s, const Node& n, const std::string& key) {
+  s.error(n.line, key, "must not contain a NUL character (\\u0000)");
+}
 }  // namespace
 
 std::optional<std::string> readString(Sink& s, const Node* n, const std::string& key) {
   if (!n) return std::nullopt;
   if (n->kind != Node::Kind::kString) {
     typeError(s, *n, key, "a string");
+    return std::nullopt;
+  }
+  if (n->text.find('\0') != std::string::npos) {
+    nulError(s, *n, key);
     return std::nullopt;
   }
   return n->text;
@@ -163,6 +172,9 @@ std::optional<std::vector<std::string>> readStringList(Sink& s, const Node* n, c
     const Node& item = n->items[i];
     if (item.kind != Node::Kind::kString) {
       typeError(s, item, indexKey(key, i), "a string");
+      ok = false;
+    } else if (item.text.find('\0') != std::string::npos) {
+      nulError(s, item, indexKey(key, i));
       ok = false;
     } else {
       out.push_back(item.text);

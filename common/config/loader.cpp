@@ -2,8 +2,10 @@
 // the cross-program validation (names, groups, dependencies, accounts, logs, resource caps).
 #include "common/config/loader.hpp"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -71,15 +73,47 @@ EnvMap osEnvironment(const LoadOptions& o) {
 
 uid_t effectiveUid(const LoadOptions& o) { return o.euid ? *o.euid : geteuid(); }
 
+// Config, program and env files are regular files of bounded size: a FIFO would block the load
+// (O_NONBLOCK keeps even the open from waiting) and /dev/zero would never end.
+constexpr off_t kMaxConfigFileBytes = 4 * 1024 * 1024;
+
 std::optional<std::string> readFile(const std::string& path, std::string& error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
     error = std::strerror(errno);
     return std::nullopt;
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  struct stat st {};
+  std::optional<std::string> out;
+  if (::fstat(fd, &st) != 0) {
+    error = std::strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    error = "not a regular file";
+  } else if (st.st_size > kMaxConfigFileBytes) {
+    error = "larger than " + std::to_string(kMaxConfigFileBytes / (1024 * 1024)) + " MiB";
+  } else {
+    std::string text;
+    char buf[65536];
+    for (;;) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        error = std::strerror(errno);
+        break;
+      }
+      if (n == 0) {
+        out = std::move(text);
+        break;
+      }
+      if (text.size() + static_cast<std::size_t>(n) > static_cast<std::size_t>(kMaxConfigFileBytes)) {
+        error = "larger than " + std::to_string(kMaxConfigFileBytes / (1024 * 1024)) + " MiB";
+        break;
+      }
+      text.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return out;
 }
 
 std::string absolutePath(const std::string& path) {

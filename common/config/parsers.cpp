@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
+#include <string>
 #include <toml++/toml.h>
 
 #include "common/config/tree.hpp"
@@ -40,24 +42,50 @@ std::string formatForPath(std::string_view path) {
 
 namespace {
 
+// Every parser's output is converted recursively, so nesting is capped; and YAML aliases let a
+// small text stand for an exponentially large tree, so the number of converted values is capped
+// too. Real configs nest a handful of levels and hold a few hundred values.
+constexpr int kMaxDepth = 64;
+constexpr std::size_t kMaxValues = 100000;
+
+struct TooLarge {
+  std::string message;
+  int line = 0;
+};
+
+// Counts the values of one conversion; throws TooLarge past a limit.
+class Budget {
+ public:
+  void enter(int depth, int line) {
+    if (depth > kMaxDepth)
+      throw TooLarge{"values nested deeper than " + std::to_string(kMaxDepth) + " levels", line};
+    if (++values_ > kMaxValues)
+      throw TooLarge{"more than " + std::to_string(kMaxValues) + " values (YAML aliases count once per use)", line};
+  }
+
+ private:
+  std::size_t values_ = 0;
+};
+
 // ---- TOML -------------------------------------------------------------------------------------
 
 int tomlLine(const toml::node& n) { return static_cast<int>(n.source().begin.line); }
 
-Node fromToml(const toml::node& n) {
+Node fromToml(const toml::node& n, Budget& budget, int depth) {
   Node out;
   out.line = tomlLine(n);
+  budget.enter(depth, out.line);
   if (const auto* t = n.as_table()) {
     out.kind = Node::Kind::kTable;
     for (auto&& [k, v] : *t) {
-      Node child = fromToml(v);
+      Node child = fromToml(v, budget, depth + 1);
       // A table opened by a header or dotted key has no better line than its key's.
       if (child.line == 0) child.line = static_cast<int>(k.source().begin.line);
       out.fields.emplace_back(std::string(k.str()), std::move(child));
     }
   } else if (const auto* a = n.as_array()) {
     out.kind = Node::Kind::kArray;
-    for (const auto& v : *a) out.items.push_back(fromToml(v));
+    for (const auto& v : *a) out.items.push_back(fromToml(v, budget, depth + 1));
   } else if (const auto* s = n.as_string()) {
     out.kind = Node::Kind::kString;
     out.text = s->get();
@@ -84,11 +112,15 @@ ParseOutcome parseToml(std::string_view text) {
   ParseOutcome r;
   try {
     toml::table t = toml::parse(text);
-    r.root = fromToml(t);
+    Budget budget;
+    r.root = fromToml(t, budget, 0);
     r.root->line = 1;
   } catch (const toml::parse_error& e) {
     r.failure.message = std::string(e.description());
     r.failure.line = static_cast<int>(e.source().begin.line);
+  } catch (const TooLarge& e) {
+    r.root.reset();
+    r.failure = {e.message, e.line};
   }
   return r;
 }
@@ -140,14 +172,15 @@ std::optional<double> yamlFloat(const std::string& s) {
   return v;
 }
 
-Node fromYaml(const YAML::Node& n) {
+Node fromYaml(const YAML::Node& n, Budget& budget, int depth) {
   Node out;
   out.line = n.Mark().line >= 0 ? n.Mark().line + 1 : 0;
+  budget.enter(depth, out.line);
   switch (n.Type()) {
     case YAML::NodeType::Map:
       out.kind = Node::Kind::kTable;
       for (auto it = n.begin(); it != n.end(); ++it) {
-        Node child = fromYaml(it->second);
+        Node child = fromYaml(it->second, budget, depth + 1);
         int key_line = it->first.Mark().line + 1;
         // A nested map or list starts on the line after its key; the key's line is what users see.
         if (child.kind == Node::Kind::kTable || child.kind == Node::Kind::kArray ||
@@ -158,7 +191,7 @@ Node fromYaml(const YAML::Node& n) {
       break;
     case YAML::NodeType::Sequence:
       out.kind = Node::Kind::kArray;
-      for (const auto& v : n) out.items.push_back(fromYaml(v));
+      for (const auto& v : n) out.items.push_back(fromYaml(v, budget, depth + 1));
       break;
     case YAML::NodeType::Scalar: {
       const std::string& s = n.Scalar();
@@ -204,11 +237,15 @@ ParseOutcome parseYaml(std::string_view text) {
       r.failure = {"the document must be a mapping (key: value)", doc.Mark().line + 1};
       return r;
     }
-    r.root = fromYaml(doc);
+    Budget budget;
+    r.root = fromYaml(doc, budget, 0);
     r.root->line = 1;
   } catch (const YAML::Exception& e) {
     r.failure.message = e.msg;
     r.failure.line = e.mark.line >= 0 ? e.mark.line + 1 : 0;
+  } catch (const TooLarge& e) {
+    r.root.reset();
+    r.failure = {e.message, e.line};
   }
   return r;
 }
@@ -217,10 +254,19 @@ ParseOutcome parseYaml(std::string_view text) {
 // nlohmann gives no positions, so a light structural scan of the (already validated) text records
 // the line where each value starts; the converted tree looks its lines up in that mirror.
 
+struct LineField;
+
 struct LineTree {
   int line = 0;
   std::vector<LineTree> items;
-  std::vector<std::pair<std::string, LineTree>> fields;
+  std::vector<LineField> fields;
+};
+
+// A named pair for the reason given at detail::Field (tree.hpp).
+struct LineField {
+  LineField(std::string k, LineTree v) : key(std::move(k)), value(std::move(v)) {}
+  std::string key;
+  LineTree value;
 };
 
 class LineScanner {
@@ -286,18 +332,19 @@ class LineScanner {
   int line_ = 1;
 };
 
-Node fromJson(const nlohmann::ordered_json& j, const LineTree* lines, int fallback) {
+Node fromJson(const nlohmann::ordered_json& j, const LineTree* lines, int fallback, Budget& budget, int depth) {
   Node out;
   out.line = lines ? lines->line : fallback;
+  budget.enter(depth, out.line);
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::object:
       out.kind = Node::Kind::kTable;
       for (auto it = j.begin(); it != j.end(); ++it) {
         const LineTree* sub = nullptr;
         if (lines)
-          for (const auto& [k, v] : lines->fields)
-            if (k == it.key()) sub = &v;  // the last duplicate wins, as in nlohmann
-        out.fields.emplace_back(it.key(), fromJson(it.value(), sub, out.line));
+          for (const auto& f : lines->fields)
+            if (f.key == it.key()) sub = &f.value;  // the last duplicate wins, as in nlohmann
+        out.fields.emplace_back(it.key(), fromJson(it.value(), sub, out.line, budget, depth + 1));
       }
       break;
     case nlohmann::ordered_json::value_t::array: {
@@ -305,7 +352,7 @@ Node fromJson(const nlohmann::ordered_json& j, const LineTree* lines, int fallba
       std::size_t i = 0;
       for (const auto& v : j) {
         const LineTree* sub = lines && i < lines->items.size() ? &lines->items[i] : nullptr;
-        out.items.push_back(fromJson(v, sub, out.line));
+        out.items.push_back(fromJson(v, sub, out.line, budget, depth + 1));
         ++i;
       }
       break;
@@ -350,8 +397,36 @@ int lineAtByte(std::string_view text, std::size_t byte) {
   return line;
 }
 
+// The deepest nesting of [ and { outside strings, checked before parsing: the line scan and the
+// conversion recurse once per level.
+std::optional<TooLarge> jsonTooDeep(std::string_view text) {
+  int depth = 0;
+  int line = 1;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n') ++line;
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth)
+        return TooLarge{"values nested deeper than " + std::to_string(kMaxDepth) + " levels", line};
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return std::nullopt;
+}
+
 ParseOutcome parseJson(std::string_view text) {
   ParseOutcome r;
+  if (auto deep = jsonTooDeep(text)) {
+    r.failure = {deep->message, deep->line};
+    return r;
+  }
   nlohmann::ordered_json j;
   try {
     j = nlohmann::ordered_json::parse(text);
@@ -368,7 +443,13 @@ ParseOutcome parseJson(std::string_view text) {
   }
   LineScanner scanner(text);
   LineTree lines = scanner.value();
-  r.root = fromJson(j, &lines, 1);
+  try {
+    Budget budget;
+    r.root = fromJson(j, &lines, 1, budget, 0);
+  } catch (const TooLarge& e) {
+    r.root.reset();
+    r.failure = {e.message, e.line};
+  }
   return r;
 }
 

@@ -120,8 +120,10 @@ Result<Duration> parseDuration(std::string_view text) {
     else return bad("unknown unit `" + std::string(unit) + "`");
     total += std::strtold(num.c_str(), nullptr) * scale;
   }
-  if (total > static_cast<long double>(std::numeric_limits<std::int64_t>::max())) return bad("too large");
-  return Duration(static_cast<std::int64_t>(std::llround(static_cast<double>(total))));
+  // 2^63 ns is exact in a long double and every smaller total rounds to at most 2^63 - 1 (the
+  // spacing there is 1); through a double, 2^63 - 1 itself would round up and overflow.
+  if (!(total < 0x1p63L)) return bad("too large");
+  return Duration(static_cast<std::int64_t>(std::llroundl(total)));
 }
 
 std::string formatDuration(Duration d) {
@@ -166,6 +168,8 @@ Result<std::vector<std::pair<std::string, std::string>>> parseDotenv(std::string
     auto fail = [&](const std::string& why) {
       return makeError(ErrorCode::kInvalidArgument, "line " + std::to_string(lineno) + ": " + why);
     };
+    // The values become environment strings, where a NUL would cut them.
+    if (raw.find('\0') != std::string_view::npos) return fail("contains a NUL character");
     std::string_view line = trim(raw);
     if (line.empty() || line[0] == '#') continue;
     if (line.substr(0, 7) == "export ") line = trim(line.substr(7));

@@ -11,6 +11,8 @@
 
 namespace provisr::config::detail {
 
+struct Field;
+
 struct Node {
   enum class Kind { kNull, kBool, kInt, kFloat, kString, kArray, kTable };
   Kind kind = Kind::kNull;
@@ -20,16 +22,27 @@ struct Node {
   // kString: the value. kInt from YAML: the scalar as written, so `umask: 022` stays octal.
   std::string text;
   std::vector<Node> items;                             // kArray
-  std::vector<std::pair<std::string, Node>> fields;    // kTable, in document order
+  std::vector<Field> fields;                           // kTable, in document order
   int line = 0;                                        // 1-based; 0 = unknown
 
   bool isTable() const { return kind == Kind::kTable; }
-  const Node* find(std::string_view key) const {
-    for (const auto& [k, v] : fields)
-      if (k == key) return &v;
-    return nullptr;
-  }
+  const Node* find(std::string_view key) const;
 };
+
+// One key of a table. A named type rather than std::pair<std::string, Node>: clang with libstdc++
+// cannot instantiate that pair while Node is still incomplete (its default-constructor check
+// needs Node's destructor, which needs the pair).
+struct Field {
+  Field(std::string k, Node v) : key(std::move(k)), value(std::move(v)) {}
+  std::string key;
+  Node value;
+};
+
+inline const Node* Node::find(std::string_view k) const {
+  for (const auto& f : fields)
+    if (f.key == k) return &f.value;
+  return nullptr;
+}
 
 const char* kindName(Node::Kind kind);
 
