@@ -72,6 +72,8 @@ MasterCore::Inst& MasterCore::addInstance(const config::ProgramSpec& spec, int i
   RandomSource jitter = [r = random_] { return std::uniform_real_distribution<double>(0.0, 1.0)(*r); };
   Inst in{name, spec.name, index, Instance(name, LifecyclePolicy::from(spec), std::move(jitter)), {}, {}, {}, 0, 0,
           {}, false, std::nullopt, false};
+  // A name that ran before (reload, scale, register) must not reuse a generation the spawner saw.
+  in.life.seedGeneration(store_.state().generationFloor);
   return insts_.emplace(name, std::move(in)).first->second;
 }
 
@@ -118,6 +120,9 @@ void MasterCore::carryOut(Inst& in, const Action& a, CoreEffects& fx) {
   switch (a.kind) {
     case ActionKind::kSpawn: {
       in.adopted = false;
+      // On disk before the Spawn goes out (the shell flushes the store first), in steps, so the
+      // floor is written about once per 1024 spawns.
+      if (a.generation >= store_.state().generationFloor) store_.raiseGenerationFloor(a.generation + 1024);
       pendingSpawns_.push_back(childSpec(in, a.generation));
       break;
     }
@@ -147,6 +152,19 @@ void MasterCore::carryOut(Inst& in, const Action& a, CoreEffects& fx) {
     case ActionKind::kCancelTimer: timers_.erase(TimerKey{in.name, a.timer}); break;
     case ActionKind::kIncrementRestarts: (void)store_.setRestarts(in.name, in.life.restarts()); break;
   }
+}
+
+void MasterCore::resendStop(Inst& in, CoreEffects& fx) {
+  proto::StopChild s;
+  s.key = in.name;
+  s.signal = in.life.policy().stop_signal;
+  const Duration t = in.stopOverride.value_or(in.life.policy().stop_timeout);
+  s.timeout_ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(t).count());
+  toSpawner(std::move(s), fx);
+  // The spawner's SIGKILL comes `t` from now: move our backstop behind it.
+  auto timer = timers_.find(TimerKey{in.name, TimerKind::kStopTimeout});
+  if (timer != timers_.end()) timer->second.deadline = clock_.now() + t + std::chrono::seconds(1);
+  fx.logs.push_back("asking again to stop " + in.name + ": the spawner restarted before it was stopped");
 }
 
 proto::ChildSpec MasterCore::childSpec(const Inst& in, std::uint64_t generation) const {
@@ -637,7 +655,11 @@ void MasterCore::onSnapshotReply(const proto::Envelope& env, CoreEffects& fx) {
       for (const auto& [p, n] : persisted_.scale) (void)store_.setScale(p, n);
       for (const auto& [i, intent] : persisted_.intents) (void)store_.setIntent(i, intent);
       for (const auto& [i, n] : persisted_.restarts) (void)store_.setRestarts(i, n);
+      store_.raiseGenerationFloor(persisted_.generationFloor);
       buildInstances();
+      // The spawner remembers the generations it ran; those of children it no longer holds are
+      // only known to be below the floor. Adoption below sets the generation of the others.
+      for (auto& [n, in] : insts_) in.life.seedGeneration(persisted_.generationFloor);
       // Instances beyond a persisted scale-down do not exist any more.
       std::set<std::string> wanted;
       for (const auto& p : effectivePrograms()) {
@@ -680,6 +702,10 @@ void MasterCore::onSnapshotReply(const proto::Envelope& env, CoreEffects& fx) {
       continue;
     } else if (s == State::kStarting && !in.life.pid()) {
       apply(in, Event::spawned(c.generation, c.pid), fx);
+    } else if (s == State::kStopping && c.state == proto::ChildState::kRunning) {
+      // The StopChild went to a spawner that died before carrying it out (or was refused by the
+      // new one before our Hello): the child still runs, so ask again.
+      resendStop(in, fx);
     }
     // Stopped by its user (maybe while the old master died): no restart policy applies to it.
     if (first && store_.intent(in.name) == Intent::kStopped && in.life.state() == State::kRunning) {
@@ -698,11 +724,15 @@ void MasterCore::onSnapshotReply(const proto::Envelope& env, CoreEffects& fx) {
     for (auto& [n, in] : insts_) {
       const State s = in.life.state();
       if (seen.count(n) || atRest(s) || s == State::kBackoff) continue;
+      if (s == State::kStarting && !in.life.pid()) {
+        // The Spawn never reached a spawner that lived to carry it out: send it again. The same
+        // generation keeps it idempotent (a spawner that did start it would have listed it).
+        pendingSpawns_.push_back(childSpec(in, in.life.generation()));
+        fx.logs.push_back("spawning " + n + " again: its spawn request was lost with the spawner");
+        continue;
+      }
       Event e = Event::of(EventKind::kExited);
       e.generation = in.life.generation();
-      if (s == State::kStarting && !in.life.pid()) {
-        e = Event::spawnFailed(in.life.generation(), "lost with the spawner");
-      }
       apply(in, e, fx);
     }
   }

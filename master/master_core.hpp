@@ -205,6 +205,7 @@ class MasterCore {
   const config::ProgramSpec* programOf(const Inst& in) const;
   void apply(Inst& in, const Event& ev, CoreEffects& fx);
   void carryOut(Inst& in, const Action& a, CoreEffects& fx);
+  void resendStop(Inst& in, CoreEffects& fx);
   proto::ChildSpec childSpec(const Inst& in, std::uint64_t generation) const;
   proto::InstanceStatus statusOf(const Inst& in, bool sample) const;
   StatusMap statusMap() const;

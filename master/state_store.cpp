@@ -97,6 +97,10 @@ std::string encodeState(const PersistedState& s) {
     out += "restarts " + name + " " + std::to_string(n) + "\n";
     ++records;
   }
+  if (s.generationFloor > 0) {
+    out += "generations " + std::to_string(s.generationFloor) + "\n";
+    ++records;
+  }
   const std::uint64_t sum = fnv1a64(out);
   out += "end " + std::to_string(records) + " " + hex16(sum) + "\n";
   return out;
@@ -131,6 +135,13 @@ Result<PersistedState> decodeState(std::string_view text) {
         return corrupt(lineno, "checksum does not match");
       if (pos != text.size()) return corrupt(lineno + 1, "data after the trailer");
       return s;
+    }
+    if (w[0] == "generations" && w.size() == 2) {
+      const auto n = parseNumber<std::uint64_t>(w[1]);
+      if (!n) return corrupt(lineno, "bad generation floor");
+      s.generationFloor = *n;
+      ++records;
+      continue;
     }
     if (w.size() != 3 || !validName(w[1])) return corrupt(lineno, "malformed record");
     const std::string name(w[1]);
@@ -188,6 +199,12 @@ StateStore::Loaded StateStore::load() {
   state_ = std::move(decoded).value();
   out.state = state_;
   return out;
+}
+
+void StateStore::raiseGenerationFloor(std::uint64_t floor) {
+  if (floor <= state_.generationFloor) return;
+  state_.generationFloor = floor;
+  dirty_ = true;
 }
 
 Status StateStore::setIntent(const std::string& instance, Intent intent) {

@@ -6,6 +6,7 @@
 //   intent <instance> started|stopped
 //   scale <program> <instances>
 //   restarts <instance> <count>
+//   generations <floor>      (every child generation the master ever sent is below it)
 //   end <records> <fnv1a64 of every byte before this line, 16 hex digits>
 // The trailer makes a truncated or scribbled file detectable; such a file is reported and the
 // master starts from the config (SPEC §2.1: like a reboot), never from half a state.
@@ -27,6 +28,9 @@ struct PersistedState {
   std::map<std::string, Intent> intents;          // instance -> what its user last asked for
   std::map<std::string, int> scale;               // program -> instance count set at runtime
   std::map<std::string, std::uint64_t> restarts;  // instance -> automatic restarts so far
+  // Above every generation ever sent to the spawner: a restarted master starts the instances the
+  // spawner no longer holds from here, so a spawn is never mistaken for a re-sent old one.
+  std::uint64_t generationFloor = 0;
   bool operator==(const PersistedState&) const = default;
   bool empty() const { return intents.empty() && scale.empty() && restarts.empty(); }
 };
@@ -51,6 +55,7 @@ class StateStore {
   Status setIntent(const std::string& instance, Intent intent);
   Status setScale(const std::string& program, int instances);
   Status setRestarts(const std::string& instance, std::uint64_t restarts);
+  void raiseGenerationFloor(std::uint64_t floor);  // only ever raises it
   void clearIntent(const std::string& instance);
   void clearScale(const std::string& program);
   void forgetInstance(const std::string& instance);  // its intent and counter (removed by a reload)

@@ -626,3 +626,76 @@ TEST_CASE("an unanswered Hello is resent only while the spawner is connected", "
   CHECK(countHellos(h.core->onSpawnerConnection(false)) == 0);
   CHECK(countHellos(h.core->onSpawnerConnection(true)) == 1);  // a reconnect: Hello again
 }
+
+TEST_CASE("a stop lost with a restarted spawner is asked again", "[master]") {
+  Harness h;
+  h.connect(1);
+  h.started("db", 100);
+  h.started("api-1", 101);
+  h.started("api-2", 102);
+  h.started("web", 103);
+  h.advance(1s);
+  h.request(proto::Stop{{proto::SelectorKind::kName, "api-1"}, std::nullopt, false});
+  CHECK(h.stops == std::vector<std::string>{"api-1"});
+  CHECK(h.state("api-1") == "stopping");
+  // The spawner died before carrying the stop out; the new one re-adopted api-1, still running.
+  h.connect(1, {child("db", 1, 100), child("api-1", 1, 101), child("api-2", 1, 102), child("web", 1, 103)}, true);
+  CHECK(h.stops == std::vector<std::string>{"api-1", "api-1"});
+  CHECK(h.state("api-1") == "stopping");
+  h.exitedWith("api-1", std::nullopt, 15);
+  CHECK(h.state("api-1") == "stopped");
+  // A spawner that is already stopping it is not asked twice.
+  h.request(proto::Stop{{proto::SelectorKind::kName, "api-2"}, std::nullopt, false});
+  auto stopping = child("api-2", 1, 102);
+  stopping.state = proto::ChildState::kStopping;
+  h.connect(2, {child("db", 1, 100), stopping, child("web", 1, 103)}, true);
+  CHECK(h.stops == std::vector<std::string>{"api-1", "api-1", "api-2"});
+}
+
+TEST_CASE("a spawn lost with a restarted spawner is sent again with the same generation", "[master]") {
+  Harness h;
+  h.connect(1);
+  h.started("db", 100);
+  h.started("api-1", 101);
+  h.started("api-2", 102);
+  REQUIRE(h.spawnedKeys().count("web") == 1);
+  const auto gen = h.generationOf("web");
+  const auto before = h.spawns.size();
+  // web's Spawn died with the spawner: the new one holds everything but web.
+  h.connect(1, {child("db", 1, 100), child("api-1", 1, 101), child("api-2", 1, 102)}, true);
+  REQUIRE(h.spawns.size() == before + 1);
+  CHECK(h.spawns.back().key == "web");
+  CHECK(h.spawns.back().generation == gen);
+  CHECK(h.state("web") == "starting");
+  h.started("web", 103);
+  h.advance(1s);
+  CHECK(h.state("web") == "running");
+}
+
+TEST_CASE("a restarted master never reuses a generation of a child the spawner no longer holds", "[master]") {
+  TempDir keep;
+  const std::string statePath = keep.path() + "/master.state";
+  std::uint64_t webGen = 0;
+  {
+    Harness h;
+    h.core->setStore(StateStore(statePath));
+    h.connect(1);
+    h.started("db", 100);
+    h.started("api-1", 101);
+    h.started("api-2", 102);
+    h.started("web", 103);
+    h.advance(1s);
+    webGen = h.generationOf("web");
+    REQUIRE(h.core->store().state().generationFloor > webGen);
+  }
+  // web ended and the spawner forgot it; the others still run. The new master starts web again
+  // with a generation above every one sent before (the spawner would call an old one a duplicate).
+  StateStore store(statePath);
+  auto loaded = store.load();
+  Harness h(loaded.state);
+  h.core->setStore(std::move(store));
+  h.connect(2, {child("db", 1, 100), child("api-1", 1, 101), child("api-2", 1, 102)});
+  REQUIRE(h.spawnedKeys() == std::set<std::string>{"web"});
+  CHECK(h.generationOf("web") > webGen);
+  CHECK(h.generationOf("web") >= loaded.state.generationFloor);
+}

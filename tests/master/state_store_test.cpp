@@ -235,3 +235,24 @@ TEST_CASE("a failed write keeps the store dirty and leaves no temp file", "[mast
   CHECK(store.writes() == 1);
   CHECK(slurp(path) == encodeState(store.state()));
 }
+
+TEST_CASE("the generation floor round-trips and only rises", "[master][state]") {
+  PersistedState s;
+  s.generationFloor = 2048;
+  const auto text = encodeState(s);
+  CHECK(text.find("\ngenerations 2048\n") != std::string::npos);
+  auto back = decodeState(text);
+  REQUIRE(back.ok());
+  CHECK(back->generationFloor == 2048);
+  CHECK_FALSE(decodeState("provisr-master-state 1\ngenerations x\nend 1 0000000000000000\n").ok());
+
+  TempDir dir;
+  StateStore store(dir.file("master.state"));
+  store.raiseGenerationFloor(10);
+  CHECK(store.dirty());
+  REQUIRE(store.flush().ok());
+  store.raiseGenerationFloor(5);
+  CHECK_FALSE(store.dirty());
+  StateStore again(dir.file("master.state"));
+  CHECK(again.load().state.generationFloor == 10);
+}
