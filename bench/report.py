@@ -51,7 +51,7 @@ class Stats:
         v = self.values(workload, peer, metric, **where)
         if not v:
             e = self.errors(workload, peer)
-            return f"failed: {e[0][:60]}" if e else "—"
+            return f"failed: {e[0][:100]}" if e else "—"
         m = statistics.median(v)
         if len(v) == 1:
             return fmt(m)

@@ -55,6 +55,7 @@ command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 if [ $build_it = 1 ]; then
 [ -f "$build/CMakeCache.txt" ] || cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >&2
 cmake --build "$build" -j2 --target provisr provisr-keeper provisr-spawner provisr-master provisr-gateway >&2
+echo "$(git -C "$root" describe --always --dirty 2>/dev/null), built $(date -u +%H:%MZ)" > "$build/bench-built-from.txt"
 fi
 mkdir -p "$build/bench"
 gcc -O2 -Wall -Wextra "$root/bench/child.c" -o "$build/bench/bchild"
@@ -63,7 +64,7 @@ gcc -O2 -Wall -Wextra "$root/bench/spawn_loop.c" -o "$build/bench/spawn_loop"
 out=$build/bench/out-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
 uptime > "$out/load-before.txt"
-git -C "$root" describe --always --dirty > "$out/git.txt" 2>/dev/null || true
+cp "$build/bench-built-from.txt" "$out/git.txt" 2>/dev/null || git -C "$root" describe --always --dirty > "$out/git.txt" 2>/dev/null || true
 ulimit -n 65536 2>/dev/null || true
 /usr/bin/python3 "$root/bench/bench.py" --bin "$build/bin" --child "$build/bench/bchild" \
   --loop "$build/bench/spawn_loop" --pm2 "$peers_dir/npm/node_modules/.bin/pm2" --out "$out" "${args[@]}"
