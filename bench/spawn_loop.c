@@ -1,6 +1,9 @@
 /* Reference for the cold-start rows: a bare posix_spawn loop of N children (no pipes, no log,
  * no bookkeeping). Prints "ready <ms>" once every child exists, waits for a line (or EOF) on stdin,
- * then SIGKILLs and reaps them all.   usage: spawn_loop N PROGRAM */
+ * then SIGKILLs and reaps them all.   usage: spawn_loop N PROGRAM [EXTRA_FDS]
+ * EXTRA_FDS: open that many O_CLOEXEC descriptors first, as a supervisor holding pipes and log files
+ * per child does (each spawn then copies and closes the whole table). */
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -12,8 +15,11 @@
 extern char** environ;
 
 int main(int argc, char** argv) {
-  if (argc != 3) { fprintf(stderr, "usage: spawn_loop N PROGRAM\n"); return 2; }
+  if (argc != 3 && argc != 4) { fprintf(stderr, "usage: spawn_loop N PROGRAM [EXTRA_FDS]\n"); return 2; }
   int n = atoi(argv[1]);
+  for (int i = 0, extra = argc == 4 ? atoi(argv[3]) : 0; i < extra; i++) {
+    if (open("/dev/null", O_RDONLY | O_CLOEXEC) < 0) { perror("open"); return 1; }
+  }
   pid_t* pids = calloc((size_t)n, sizeof *pids);
   struct timespec a, b;
   clock_gettime(CLOCK_MONOTONIC, &a);
