@@ -238,7 +238,10 @@ def plot(dat, png, out):
     gp = f"""set terminal pngcairo size 1200,400 noenhanced
 set output '{png}'
 set multiplot layout 1,3
-set xlabel 'instances'
+set xlabel 'instances (log scale)'
+set logscale x
+set xtics (100, 500, 1000, 2000, 5000)
+set xrange [80:6000]
 set key left top
 set grid
 set title 'start until all running (s)'
