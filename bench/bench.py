@@ -848,14 +848,14 @@ def main():
     A.bin = os.path.abspath(A.bin)
     OUT = A.out
     os.makedirs(OUT, exist_ok=True)
-    A.work = tempfile.mkdtemp(prefix="provisr-bench-", dir="/tmp")
-    os.chmod(A.work, 0o700)
     todo = A.workloads or WORKLOADS
     for w in todo:
         if w not in WORKLOADS:
             sys.exit(f"unknown workload {w} (one of {', '.join(WORKLOADS)})")
     if count_children():
         sys.exit("benchmark children from an earlier run are still alive; end them first")
+    A.work = tempfile.mkdtemp(prefix="provisr-bench-", dir="/tmp")
+    os.chmod(A.work, 0o700)
     try:
         for w in todo:
             log(f"== {w}")
