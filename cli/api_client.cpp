@@ -6,6 +6,7 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <fstream>
 
 #include "common/config/loader.hpp"
 
@@ -65,6 +66,28 @@ std::string resolveApiUrl(const std::optional<std::string>& api_url,
     if (loaded.ok()) return apiUrlFromListen(loaded.config->server.listen, loaded.config->server.base_path);
   }
   return kDefaultUrl;
+}
+
+std::optional<std::string> resolveToken(const std::optional<std::string>& token,
+                                        const std::optional<std::string>& config_path) {
+  if (token && !token->empty()) return token;
+  if (const char* env = std::getenv("PROVISR_TOKEN"); env && *env) return std::string(env);
+  std::optional<std::string> path = config_path;
+  if (!path && ::access("config.toml", R_OK) == 0) path = "config.toml";
+  if (!path) return std::nullopt;
+  config::LoadOptions opts;
+  opts.check_accounts = false;
+  auto loaded = config::loadConfig(*path, opts);
+  if (!loaded.ok()) return std::nullopt;
+  const auto& auth = loaded.config->server.auth;
+  if (auth.token && !auth.token->empty()) return auth.token;
+  if (!auth.token_file) return std::nullopt;
+  std::ifstream in(*auth.token_file);
+  std::string line;
+  if (!in || !std::getline(in, line)) return std::nullopt;  // not readable by this user: no token
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+  if (line.empty()) return std::nullopt;
+  return line;
 }
 
 ApiClient::ApiClient(std::string base_url, std::optional<std::string> token)

@@ -14,6 +14,11 @@ namespace provisr::cli {
 std::string resolveApiUrl(const std::optional<std::string>& api_url,
                           const std::optional<std::string>& config_path);
 
+// The bearer token to send: `--token`, `PROVISR_TOKEN`, then the `[server.auth]` token (or the
+// first line of its token_file, when readable) of `--config F` or of `./config.toml`.
+std::optional<std::string> resolveToken(const std::optional<std::string>& token,
+                                        const std::optional<std::string>& config_path);
+
 // `[server] listen` + `base_path` as a URL a local client can reach.
 std::string apiUrlFromListen(const std::string& listen, const std::string& base_path);
 

@@ -22,11 +22,7 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-std::optional<std::string> tokenFor(const ClientOptions& opts) {
-  if (opts.token) return opts.token;
-  if (const char* t = std::getenv("PROVISR_TOKEN"); t && *t) return std::string(t);
-  return std::nullopt;
-}
+std::optional<std::string> tokenFor(const ClientOptions& opts) { return resolveToken(opts.token, opts.config); }
 
 ApiClient clientFor(const ClientOptions& opts) {
   return ApiClient(resolveApiUrl(opts.api_url, opts.config), tokenFor(opts));

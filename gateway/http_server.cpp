@@ -2,7 +2,10 @@
 #include "gateway/http_server.hpp"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
+#include <algorithm>
+#include <array>
 #include <regex>
 
 #include "gateway/log.hpp"
@@ -28,6 +31,27 @@ void sendError(httplib::Response& res, const Error& e, std::string_view op) {
   sendJson(res, httpStatusFor(e.code, op), errorBody(e));
 }
 
+// Query parameters some route reads. Anything else is a typo (`nmae=web` would otherwise turn a
+// status query into the health check) and answers 400.
+constexpr std::array<std::string_view, 14> kQueryParams = {"name",  "base",  "wildcard", "wait",   "wait_ms",
+                                                           "dry_run", "sample", "group",  "pattern", "since",
+                                                           "limit", "stream", "follow",  "instances"};
+
+// The query as call arguments: each parameter once, from the known set.
+Result<Args> queryArgs(const httplib::Request& req) {
+  Args args = Args::object();
+  for (const auto& [k, v] : req.params) {
+    if (std::find(kQueryParams.begin(), kQueryParams.end(), k) == kQueryParams.end()) {
+      return Error{ErrorCode::kInvalidArgument, "unknown query parameter '" + k.substr(0, 64) + "'"};
+    }
+    if (args.contains(k)) {
+      return Error{ErrorCode::kInvalidArgument, "query parameter '" + k + "' given more than once"};
+    }
+    args[k] = v;
+  }
+  return args;
+}
+
 }  // namespace
 
 std::string normalizeBasePath(std::string_view base) {
@@ -50,6 +74,13 @@ HttpServer::HttpServer(HttpOptions options, Context& ctx, const AccessPolicy& po
   svr.set_read_timeout(5, 0);
   svr.set_write_timeout(5, 0);
   svr.set_payload_max_length(options_.max_body);
+  // httplib listens with a backlog of 5: a burst of connections overflows the accept queue and
+  // the kernel drops them. Keep the socket (and httplib's SO_REUSEADDR) to listen() again, longer.
+  svr.set_socket_options([this](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listenFd_ = sock;
+  });
 
   const std::string base = regexEscape(normalizeBasePath(options_.base_path));
   for (const Route& route : routeTable()) {
@@ -59,10 +90,19 @@ HttpServer::HttpServer(HttpOptions options, Context& ctx, const AccessPolicy& po
       const std::string_view op = r->op.empty() ? r->path : r->op;
       Call call;
       call.transport = Transport::kHttp;
-      for (const auto& [k, v] : req.params) {
-        if (!call.args.contains(k)) call.args[k] = v;
+      auto query = queryArgs(req);
+      if (!query) {
+        sendError(res, query.error(), op);
+        return;
       }
-      if (req.matches.size() > 1) call.args["name"] = req.matches[1].str();
+      call.args = std::move(*query);
+      if (req.matches.size() > 1) {
+        if (call.args.contains("name")) {
+          sendError(res, Error{ErrorCode::kInvalidArgument, "the name is in the path: drop the name parameter"}, op);
+          return;
+        }
+        call.args["name"] = req.matches[1].str();
+      }
       if (!req.body.empty()) call.args["body"] = req.body;
 
       const bool health = r->access == Access::kStatus && !call.args.contains("name") &&
@@ -87,22 +127,32 @@ HttpServer::HttpServer(HttpOptions options, Context& ctx, const AccessPolicy& po
           res.set_header("Cache-Control", "no-cache");
           res.set_header("X-Accel-Buffering", "no");
           auto first = std::make_shared<bool>(true);
+          auto lastWrite = std::make_shared<std::chrono::steady_clock::time_point>();
           res.set_chunked_content_provider(
               "text/event-stream",
-              [this, stream, first](std::size_t, httplib::DataSink& sink) {
+              [this, stream, first, lastWrite](std::size_t, httplib::DataSink& sink) {
+                const auto now = std::chrono::steady_clock::now();
                 if (*first) {
                   *first = false;
+                  *lastWrite = now;
                   const std::string hello = ": subscribed " + stream->prefix() + "\n\n";
                   return sink.write(hello.data(), hello.size());
                 }
-                auto events = hub_.wait(*stream, options_.sse_ping);
+                // Wait at most one liveness slice: between slices httplib checks the socket (a
+                // peer that closed makes it unreadable-at-EOF), so a vanished client frees its
+                // slot within a slice, without a write.
+                auto events = hub_.wait(*stream, std::min(options_.sse_ping, options_.sse_liveness));
                 if (hub_.isShutdown()) {
                   sink.done();
                   return true;
                 }
                 std::string out;
                 for (const auto& ev : events) out += "event: " + ev.topic + "\ndata: " + ev.json + "\n\n";
-                if (out.empty()) out = ":\n\n";  // keep-alive; a failed write frees the slot
+                if (out.empty()) {
+                  if (std::chrono::steady_clock::now() - *lastWrite < options_.sse_ping) return sink.is_writable();
+                  out = ":\n\n";  // keep-alive for proxies; a failed write frees the slot too
+                }
+                *lastWrite = std::chrono::steady_clock::now();
                 return sink.write(out.data(), out.size());
               },
               [this, stream](bool) { hub_.close(stream); });
@@ -121,6 +171,21 @@ HttpServer::HttpServer(HttpOptions options, Context& ctx, const AccessPolicy& po
     } else {
       svr.Post(pattern, handler);
     }
+    // The other methods on a known path: 405 naming the one that works.
+    auto notAllowed = [r](const httplib::Request& req, httplib::Response& res) {
+      res.set_header("Allow", std::string(r->method));
+      sendJson(res, 405,
+               errorBody(Error{ErrorCode::kInvalidArgument,
+                               "method " + req.method + " not allowed on " + req.path + ": use " + std::string(r->method)}));
+    };
+    if (route.method == "GET") {
+      svr.Post(pattern, notAllowed);
+    } else {
+      svr.Get(pattern, notAllowed);
+    }
+    svr.Put(pattern, notAllowed);
+    svr.Patch(pattern, notAllowed);
+    svr.Delete(pattern, notAllowed);
   }
   svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
@@ -166,6 +231,7 @@ Status HttpServer::bind() {
     }
     port_ = port;
   }
+  if (listenFd_ >= 0) ::listen(listenFd_, 1024);  // same socket, a longer accept queue
   return {};
 }
 

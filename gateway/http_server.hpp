@@ -27,6 +27,9 @@ struct HttpOptions {
   // A stream with nothing to send writes an SSE comment this often, so a client that went away
   // is noticed (the write fails) and its slot freed; only while a stream is open.
   std::chrono::milliseconds sse_ping{10000};
+  // How often an idle stream checks that its client is still connected (no write, no traffic):
+  // a client that closed its connection frees its slot within this time.
+  std::chrono::milliseconds sse_liveness{500};
 };
 
 // base_path as Go sanitised it: trimmed, leading '/', no trailing '/', "" for the root.
@@ -53,6 +56,7 @@ class HttpServer {
   EventHub& hub_;
   std::unique_ptr<httplib::Server> server_;
   int port_ = 0;
+  int listenFd_ = -1;  // the listening socket, to raise httplib's accept backlog of 5
 };
 
 }  // namespace provisr::gateway

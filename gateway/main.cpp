@@ -82,7 +82,8 @@ int run(const Flags& flags) {
   const std::string masterEndpoint = "ipc://" + flags.run_dir + "/master/master.sock";
   auto master = std::make_unique<MasterClient>(zctx, masterEndpoint, std::chrono::milliseconds(2000));
   Context ctx{*master, flags.run_dir, policy->authEnabled(), cfg.metrics.enabled && cfg.metrics.listen.has_value(),
-              cfg.groups.size()};
+              cfg.groups.size(),
+              ::geteuid() == 0 && !cfg.server.allow_root_programs && !cfg.daemon.user};
 
   ZmqEdge* edgePtr = nullptr;
   EventHub hub(static_cast<std::size_t>(flags.max_streams), 1000, [&edgePtr] {

@@ -1,6 +1,9 @@
 // The route table and its handlers: one master request per call (two for GET /groups).
 #include "gateway/routes.hpp"
 
+#include <pwd.h>
+
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <fstream>
@@ -42,22 +45,90 @@ Result<Json> selectorAction(const Call& c, Context& ctx) {
   return renderAction(*r);
 }
 
+// Paths in a spec from the API must be absolute and must not climb with `..` (DESIGN §6): there
+// is no file they could be relative to, and a traversal hides where a log really goes.
+std::optional<Error> checkSpecPaths(const Json& spec) {
+  auto check = [](const Json& v, const std::string& key) -> std::optional<Error> {
+    if (!v.is_string()) return std::nullopt;  // the master's loader reports a wrong type
+    const std::string p = v.get<std::string>();
+    if (p.empty()) return std::nullopt;
+    if (p.front() != '/') return invalid(key + " must be an absolute path (got '" + p.substr(0, 80) + "')");
+    if (p.find('\0') != std::string::npos) return invalid(key + " contains a NUL byte");
+    std::size_t start = 0;
+    while (start <= p.size()) {
+      const std::size_t end = std::min(p.find('/', start), p.size());
+      if (p.compare(start, end - start, "..") == 0) {
+        return invalid(key + " must not contain '..' (got '" + p.substr(0, 80) + "')");
+      }
+      start = end + 1;
+    }
+    return std::nullopt;
+  };
+  if (auto it = spec.find("work_dir"); it != spec.end()) {
+    if (auto e = check(*it, "work_dir")) return e;
+  }
+  if (auto log = spec.find("log"); log != spec.end() && log->is_object()) {
+    for (const char* k : {"dir", "stdout", "stderr"}) {
+      if (auto it = log->find(k); it != log->end()) {
+        if (auto e = check(*it, std::string("log.") + k)) return e;
+      }
+    }
+    if (auto file = log->find("file"); file != log->end() && file->is_object()) {
+      for (const char* k : {"dir", "stdoutPath", "stderrPath"}) {
+        if (auto it = file->find(k); it != file->end()) {
+          if (auto e = check(*it, std::string("log.file.") + k)) return e;
+        }
+      }
+    }
+  }
+  if (auto it = spec.find("env_files"); it != spec.end() && it->is_array()) {
+    for (const auto& f : *it) {
+      if (auto e = check(f, "env_files")) return e;
+    }
+  }
+  return std::nullopt;
+}
+
 // The spec of register/update: the HTTP body, or the ZeroMQ args' `spec` map / `spec_json`.
 Result<std::string> specJson(const Call& c) {
+  auto checked = [](Json spec) -> Result<std::string> {
+    if (auto e = checkSpecPaths(spec)) return *e;
+    return spec.dump();
+  };
   if (auto s = argText(c.args, "spec_json")) {
     auto parsed = parseJsonBody(*s);
     if (!parsed) return parsed.error();
     if (!parsed->is_object()) return invalid("the spec must be a JSON object");
-    return parsed->dump();
+    return checked(std::move(*parsed));
   }
-  if (c.args.is_object() && c.args.contains("spec") && c.args["spec"].is_object()) return c.args["spec"].dump();
+  if (c.args.is_object() && c.args.contains("spec") && c.args["spec"].is_object()) return checked(c.args["spec"]);
   auto body = argText(c.args, "body");
   if (!body || body->empty()) return invalid("send the program spec as a JSON object in the body");
   auto parsed = parseJsonBody(*body);
   if (!parsed) return parsed.error();
   if (!parsed->is_object()) return invalid("the spec must be a JSON object");
   if (!parsed->contains("name")) return invalid("the spec needs a name");
-  return parsed->dump();
+  return checked(std::move(*parsed));
+}
+
+// The root rule of register/update (Context::refuse_root_programs).
+std::optional<Error> rootProgramRefused(const std::string& spec, const Context& ctx) {
+  if (!ctx.refuse_root_programs) return std::nullopt;
+  auto j = parseJsonBody(spec);
+  if (!j || !j->is_object()) return std::nullopt;  // the master reports what is wrong with it
+  bool root = true;
+  if (auto u = j->find("user"); u != j->end() && u->is_string() && !u->get<std::string>().empty()) {
+    passwd pwd{};
+    passwd* pw = nullptr;
+    std::array<char, 4096> buf{};
+    ::getpwnam_r(u->get<std::string>().c_str(), &pwd, buf.data(), buf.size(), &pw);  // handlers run on many threads
+    if (pw == nullptr) return std::nullopt;  // an unknown user: the master's loader says so
+    root = pw->pw_uid == 0;
+  }
+  if (!root) return std::nullopt;
+  return Error{ErrorCode::kForbidden,
+               "provisr runs as root without a [daemon] user, so this program would run as root: set [daemon] user, "
+               "give the spec a non-root \"user\", or set [server] allow_root_programs = true"};
 }
 
 // ---- handlers, one per route -------------------------------------------------------------------
@@ -92,6 +163,7 @@ Result<Json> restart(const Call& c, Context& ctx) { return selectorAction<proto:
 Result<Json> registerProgram(const Call& c, Context& ctx) {
   auto spec = specJson(c);
   if (!spec) return spec.error();
+  if (auto refused = rootProgramRefused(*spec, ctx)) return *refused;
   auto r = ctx.master.call<proto::ActionReply>(proto::Register{*spec});
   if (!r) return r.error();
   return renderAction(*r);
@@ -108,6 +180,7 @@ Result<Json> unregister(const Call& c, Context& ctx) {
 Result<Json> update(const Call& c, Context& ctx) {
   auto spec = specJson(c);
   if (!spec) return spec.error();
+  if (auto refused = rootProgramRefused(*spec, ctx)) return *refused;
   auto wait = argWaitMs(c.args);
   if (!wait) return wait.error();
   auto r = ctx.master.call<proto::ActionReply>(proto::Update{*spec, *wait}, extraWait(*wait));
@@ -287,9 +360,9 @@ constexpr std::array kRoutes = {
     Route{"GET", "/events", "", Access::kRead, events, eventsStream},
     Route{"GET", "/health", "health", Access::kOpen, health},
     Route{"GET", "/version", "version", Access::kRead, versionInfo},
-    Route{"GET", "/metrics", "", Access::kOpen, metricsGone},
-    Route{"GET", "/metrics/group", "", Access::kOpen, metricsGone},
-    Route{"GET", "/metrics/history", "", Access::kOpen, metricsGone},
+    Route{"GET", "/metrics", "", Access::kRead, metricsGone},
+    Route{"GET", "/metrics/group", "", Access::kRead, metricsGone},
+    Route{"GET", "/metrics/history", "", Access::kRead, metricsGone},
 };
 
 }  // namespace

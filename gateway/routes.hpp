@@ -34,6 +34,9 @@ struct Context {
   bool auth_enabled = false;
   bool metrics_enabled = false;
   std::size_t configured_groups = 0;
+  // Running as root without [daemon] user nor [server] allow_root_programs: register/update of a
+  // spec that would run as root (no `user`, or a uid-0 one) is refused (SPEC §3).
+  bool refuse_root_programs = false;
 };
 
 // A handler's success: the JSON body (HTTP status 200) — failures are Errors, mapped by

@@ -27,6 +27,21 @@ std::string joinDiagnostics(const std::vector<config::Diagnostic>& ds) {
 
 bool atRest(State s) { return s == State::kStopped || s == State::kExited || s == State::kFatal; }
 
+// A program registered or updated through the API runs as [daemon] user unless [server]
+// allow_root_programs (SPEC §3, DESIGN §6): the user is set on `spec` and in the file body, so the
+// program keeps it after a restart or reload. (Without a [daemon] user, the gateway refuses
+// registrations that would run as root.) Returns why a spec is refused.
+std::optional<std::string> confineApiProgram(const config::Config& cfg, config::ProgramSpec& spec, Json& body) {
+  if (cfg.server.allow_root_programs || !cfg.daemon.user) return std::nullopt;
+  if (spec.user && *spec.user != *cfg.daemon.user) {
+    return "programs registered through the API run as the daemon user " + *cfg.daemon.user + ", not as " +
+           *spec.user + " (set [server] allow_root_programs = true to allow other users)";
+  }
+  spec.user = cfg.daemon.user;
+  body["user"] = *cfg.daemon.user;
+  return std::nullopt;
+}
+
 std::int64_t ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
 Json specJson(const config::ProgramSpec& p) {
@@ -370,8 +385,8 @@ void MasterCore::onRegister(const Route& route, const proto::Envelope& env, Core
   config::ProgramSpec spec = *loaded.program;
   spec.origin = config::Origin::kApi;
   spec.source_file = path;
-  // A program started through the API runs as the daemon user unless root programs are allowed.
-  if (!cfg_.server.allow_root_programs && !spec.user && cfg_.daemon.user) spec.user = cfg_.daemon.user;
+  if (auto refused = confineApiProgram(cfg_, spec, body))
+    return replyError(route, env.id, ErrorCode::kForbidden, *refused, fx);
   Json file;
   file["type"] = "process";
   file["origin"] = "api";
@@ -435,6 +450,8 @@ void MasterCore::onUpdate(const Route& route, const proto::Envelope& env, CoreEf
   config::ProgramSpec spec = *loaded.program;
   spec.origin = config::Origin::kApi;
   spec.source_file = old.source_file;
+  if (auto refused = confineApiProgram(cfg_, spec, body))
+    return replyError(route, env.id, ErrorCode::kForbidden, *refused, fx);
   Json file;
   file["type"] = "process";
   file["origin"] = "api";

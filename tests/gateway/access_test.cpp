@@ -92,8 +92,8 @@ TEST_CASE("auth on: tokens on HTTP, registration routes, ZeroMQ and metrics", "[
   CHECK(cli.Get("/api/settings/status", full)->status == 200);
   CHECK(Json::parse(cli.Get("/api/settings/status", full)->body)["auth_enabled"] == true);
 
-  // Registration routes (allowed with auth even as root).
-  r = cli.Post("/api/register", full, R"({"name":"x","command":"sleep 1"})", "application/json");
+  // Registration routes (allowed with auth even as root, for a spec that does not run as root).
+  r = cli.Post("/api/register", full, R"({"name":"x","command":"sleep 1","user":"nobody"})", "application/json");
   CHECK(r->status == 200);
   auto reg = master.last<proto::Register>();
   REQUIRE(reg);
@@ -103,11 +103,11 @@ TEST_CASE("auth on: tokens on HTTP, registration routes, ZeroMQ and metrics", "[
   CHECK_THAT(Json::parse(r->body)["error"].get<std::string>(), Catch::Contains("line 3, column"));
   CHECK(cli.Post("/api/register", full, R"(["not an object"])", "application/json")->status == 400);
   CHECK(cli.Post("/api/register", full, "", "application/json")->status == 400);
-  CHECK(cli.Post("/api/register", full, R"({"name":"cfg","command":"x"})", "application/json")->status == 409);
-  CHECK(cli.Post("/api/update?wait=2s", full, R"({"name":"x","command":"sleep 2"})", "application/json")->status == 200);
+  CHECK(cli.Post("/api/register", full, R"({"name":"cfg","command":"x","user":"nobody"})", "application/json")->status == 409);
+  CHECK(cli.Post("/api/update?wait=2s", full, R"({"name":"x","command":"sleep 2","user":"nobody"})", "application/json")->status == 200);
   CHECK(master.last<proto::Update>()->wait_ms == std::optional<std::uint64_t>(2000));
-  CHECK(cli.Post("/api/update", full, R"({"name":"cfg","command":"x"})", "application/json")->status == 409);
-  CHECK(cli.Post("/api/update", full, R"({"name":"nope","command":"x"})", "application/json")->status == 400);
+  CHECK(cli.Post("/api/update", full, R"({"name":"cfg","command":"x","user":"nobody"})", "application/json")->status == 409);
+  CHECK(cli.Post("/api/update", full, R"({"name":"nope","command":"x","user":"nobody"})", "application/json")->status == 400);
   CHECK(cli.Post("/api/unregister?name=x", full, "", "application/json")->status == 200);
   CHECK(cli.Post("/api/unregister?name=cfg", full, "", "application/json")->status == 409);
   CHECK(cli.Post("/api/unregister?name=nope", full, "", "application/json")->status == 400);
@@ -136,7 +136,7 @@ TEST_CASE("auth on: tokens on HTTP, registration routes, ZeroMQ and metrics", "[
   CHECK(ask(Json{{"id", 3}, {"op", "start"}, {"args", {{"name", "web-1"}}}, {"token", "ro-token"}})["error"]["code"] ==
         "forbidden");
   CHECK(ask(Json{{"id", 4}, {"op", "start"}, {"args", {{"name", "web-1"}}}, {"token", "s3cret"}})["ok"] == true);
-  CHECK(ask(Json{{"id", 5}, {"op", "register"}, {"args", {{"spec", {{"name", "z"}, {"command", "true"}}}}}, {"token", "s3cret"}})["ok"] == true);
+  CHECK(ask(Json{{"id", 5}, {"op", "register"}, {"args", {{"spec", {{"name", "z"}, {"command", "true"}, {"user", "nobody"}}}}}, {"token", "s3cret"}})["ok"] == true);
   CHECK(Json::parse(master.last<proto::Register>()->spec_json)["name"] == "z");
 
   // Prometheus: read-only or full token.

@@ -243,7 +243,8 @@ TEST_CASE("HTTP routes against a fake master", "[gateway]") {
     CHECK(r->status == 404);
     CHECK(body(r)["code"] == "not_found");
     r = cli.Get("/api/start?name=web");  // POST only
-    CHECK(r->status == 404);
+    CHECK(r->status == 405);
+    CHECK(r->get_header_value("Allow") == "POST");
     r = cli.Post("/api/update", std::string(2u << 20, ' '), "application/json");
     CHECK(r->status == 413);
   }
