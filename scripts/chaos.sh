@@ -2,8 +2,8 @@
 # Builds provisr and runs the chaos suite (tests/chaos) for as long as asked: a component SIGKILLed
 # at a random moment of every round while a client drives random actions, invariants checked after
 # every round. Prints the seed first and a summary at the end; the same --seed replays a run.
-#   scripts/chaos.sh --rounds N [--seed S] [--seconds T] [--victims gateway,master,spawner[,keeper]] [--keeper]
-#   --keeper        the hidden case that kills the keeper too (victims default to all four)
+#   scripts/chaos.sh --rounds N [--seed S] [--seconds T] [--victims gateway,master,spawner[,keeper]] [--keeper|--ci]
+#   default: gateway, master and spawner kills; --keeper: the keeper too; --ci: the CI case (gateway, master)
 #   BUILD_DIR       build directory (default: build/, as scripts/build.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="${2:?}"; shift ;;
     --victims) victims="${2:?}"; shift ;;
     --keeper) case_name="chaos: random kills of every component including the keeper" ;;
+    --ci) case_name="chaos: random kills of gateway and master" ;;
     -h|--help) usage ;;
     *) echo "chaos.sh: unknown argument $1" >&2; usage ;;
   esac

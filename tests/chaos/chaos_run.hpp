@@ -53,7 +53,7 @@ struct Options {
   std::uint64_t seed = 0;
   int rounds = 15;
   double seconds = 55;  // no round starts after this much time
-  std::vector<std::string> victims{"gateway", "master", "spawner"};
+  std::vector<std::string> victims{"gateway", "master"};
   int minRoundMs = 2500;
   int maxRoundMs = 4500;
 };
