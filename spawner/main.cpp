@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -170,8 +171,6 @@ int run(int argc, char** argv) {
   makeDir(dir);
   const std::string sockPath = dir + "/spawner.sock";
   if (sockPath.size() > kMaxIpcPath) die(kExitPermanent, "socket path " + sockPath + " is over 107 bytes");
-  UniqueFd lock = takeLock(dir + "/spawner.lock");
-  writeSecretFile(dir + "/secret", secret);
   raiseNofile();
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
     logLine(std::string("PR_SET_CHILD_SUBREAPER failed: ") + std::strerror(errno));
@@ -196,6 +195,17 @@ int run(int argc, char** argv) {
     if (corePtr != nullptr) corePtr->onSigchld();
   });
   (void)loop->onSignal(SIGHUP, [](const signalfd_siginfo&) { logLine("SIGHUP ignored (the keeper reloads)"); });
+  // SIGWINCH: a new keeper took over this spawner (it outlived the previous one): reconnect to
+  // the fd store at the same path and deposit everything again. Its default disposition is to
+  // ignore it, so it never harms a spawner that has no handler yet.
+  std::function<void()> onNewKeeper;
+  (void)loop->onSignal(SIGWINCH, [&](const signalfd_siginfo&) {
+    if (onNewKeeper) onNewKeeper();
+  });
+
+  // The lock after the signal handlers: a keeper that finds it held may signal us (SIGWINCH).
+  UniqueFd lock = takeLock(dir + "/spawner.lock");
+  writeSecretFile(dir + "/secret", secret);
 
   zmq::context_t ctx(1);
   auto sockR = proto::openSocket(ctx, zmq::socket_type::router);
@@ -228,6 +238,7 @@ int run(int argc, char** argv) {
   cfg.secret = secret;
   cfg.journalPath = dir + "/spawner.journal";
   cfg.selfPid = ::getpid();
+  if (flags.fdStore) cfg.keeperPid = ::getppid();
   SpawnerCore core(
       *loop, cfg,
       [&sock](const std::vector<std::string>& route, const std::string& bytes) {
@@ -244,7 +255,7 @@ int run(int argc, char** argv) {
     logLine("journal: skipped " + std::to_string(journal->badLines) + " unreadable lines");
   }
   const std::size_t fromStore = withdrawn.entries.size();
-  auto rep = core.adopt(journal->entries, std::move(withdrawn.entries));
+  auto rep = core.adopt(journal->entries, std::move(withdrawn.entries), withdrawn.exits);
   for (const auto& ex : withdrawn.exits) core.onKeeperExited(ex);
   if (!journal->entries.empty() || fromStore > 0) {
     logLine("adoption: " + std::to_string(rep.adopted) + " adopted (" + std::to_string(rep.withPipes) +
@@ -254,21 +265,40 @@ int run(int argc, char** argv) {
   core.endOfTurn();
   core.onSigchld();  // orphans that exited before the signalfd existed
 
-  if (fdStore && fdStore->connected()) {
-    const int fd = fdStore->fd();
-    (void)loop->addFd(fd, EventLoop::kReadable, [&, fd](std::uint32_t) {
-      for (;;) {
-        auto ex = fdStore->readExited();
-        if (!ex) {
-          logLine("fd store: " + ex.error().message + "; going on without it");
-          loop->removeFd(fd);
-          return;
-        }
-        if (!ex->has_value()) return;
-        core.onKeeperExited(**ex);
+  // Exited messages from the keeper; a closed connection (the keeper died) is dropped.
+  auto drainFdStore = [&](int fd) {
+    for (;;) {
+      auto ex = fdStore->readExited();
+      if (!ex) {
+        logLine("fd store: " + ex.error().message + "; going on without it");
+        loop->removeFd(fd);
+        return;
       }
-    });
-  }
+      if (!ex->has_value()) return;
+      core.onKeeperExited(**ex);
+    }
+  };
+  auto watchFdStore = [&] {
+    const int fd = fdStore->fd();
+    (void)loop->addFd(fd, EventLoop::kReadable, [&drainFdStore, fd](std::uint32_t) { drainFdStore(fd); });
+  };
+  if (fdStore && fdStore->connected()) watchFdStore();
+  onNewKeeper = [&] {
+    if (!flags.fdStore) return;
+    if (fdStore && fdStore->connected()) {
+      drainFdStore(fdStore->fd());  // notices a connection whose keeper is gone
+      if (fdStore->connected()) return;
+    }
+    auto c = FdStoreClient::connect(*flags.fdStore);
+    if (!c) {
+      logLine("a new keeper asked for a deposit, but its fd store is unavailable: " + c.error().message);
+      return;
+    }
+    fdStore.emplace(std::move(*c));
+    const std::size_t n = core.redeposit(&*fdStore);
+    if (fdStore->connected()) watchFdStore();
+    logLine("reconnected to the fd store of a new keeper; deposited " + std::to_string(n) + " children again");
+  };
 
   Status watched = proto::watchSocket(*loop, sock, EventLoop::kReadable, [&](std::uint32_t) {
     for (int i = 0; i < kMessagesPerWake; ++i) {

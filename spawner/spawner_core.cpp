@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "spawner/launcher.hpp"
 
@@ -39,6 +41,20 @@ bool sameSecret(const std::string& a, const std::string& b) {
 }
 
 int pidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)); }
+
+// Field 4 of /proc/<pid>/stat; 0 when unreadable (gone).
+pid_t readParentPid(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return 0;
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(line.substr(close + 1));
+  std::string state;
+  long ppid = 0;
+  if (!(rest >> state >> ppid)) return 0;
+  return static_cast<pid_t>(ppid);
+}
 
 template <class T>
 Result<T> body(const proto::Envelope& env) {
@@ -694,11 +710,26 @@ SpawnerCore::Reply SpawnerCore::onReopenLogs(const Route& route, const proto::En
 #undef PROVISR_CHECK_MASTER
 
 SpawnerCore::AdoptionReport SpawnerCore::adopt(const std::vector<JournalEntry>& journal,
-                                               std::vector<WithdrawnEntry> withdrawn) {
+                                               std::vector<WithdrawnEntry> withdrawn,
+                                               const std::vector<proto::Exited>& exits) {
   AdoptionReport rep;
   std::map<ChildTable::Id, WithdrawnEntry*> byId;
   for (auto& w : withdrawn) byId[{w.entry.key, w.entry.generation}] = &w;
   std::set<ChildTable::Id> used;
+  // Whether the keeper will report this child's exit (it is the child's parent), else only the
+  // pidfd tells that it is gone.
+  // A child the keeper already reaped is gone from /proc; its exit came with the withdrawal.
+  auto heldSource = [&](const std::string& key, std::uint64_t generation, pid_t pid) {
+    if (cfg_.keeperPid == 0) return ExitSource::kKeeper;
+    const pid_t parent = readParentPid(pid);
+    if (parent == cfg_.keeperPid) return ExitSource::kKeeper;
+    if (parent == 0 && std::any_of(exits.begin(), exits.end(), [&](const proto::Exited& x) {
+          return x.key == key && x.generation == generation;
+        }))
+      return ExitSource::kKeeper;
+    log(key + " (pid " + std::to_string(pid) + ") is not the keeper's child: its exit status will be unknown");
+    return ExitSource::kUnknown;
+  };
 
   auto adoptOne = [&](const std::string& key, std::uint64_t generation, pid_t pid, UniqueFd pidfd,
                       std::uint64_t ticks, std::int64_t startedAtMs, const proto::LogSinks& sinks, ExitSource source,
@@ -730,15 +761,17 @@ SpawnerCore::AdoptionReport SpawnerCore::adopt(const std::vector<JournalEntry>& 
   };
 
   for (const auto& e : journal) {
+    // Only a child adopted below takes its generation (ChildTable::add): one that is gone or whose
+    // pid was reused is forgotten, so a fresh master (whose generations start again at 1) can
+    // start that instance again instead of being told its Spawn is a duplicate.
     if (!validName(e.key, kMaxKeyBytes) || table_.find(e.key, e.generation) != nullptr) continue;
-    table_.noteGeneration(e.key, e.generation);
     auto w = byId.find({e.key, e.generation});
     if (w != byId.end() && w->second->fdOf(proto::FdKind::kPidfd) >= 0) {
       // The keeper held the pidfd since the fork: it names the child, whatever /proc says now.
       used.insert(w->first);
       WithdrawnEntry& we = *w->second;
       adoptOne(e.key, e.generation, e.pid, we.take(proto::FdKind::kPidfd), e.startTicks, e.startedAtMs,
-               e.hasLog ? e.log : proto::LogSinks{}, ExitSource::kKeeper, we.take(proto::FdKind::kStdoutPipe),
+               e.hasLog ? e.log : proto::LogSinks{}, heldSource(e.key, e.generation, e.pid), we.take(proto::FdKind::kStdoutPipe),
                we.take(proto::FdKind::kStderrPipe));
       continue;
     }
@@ -760,7 +793,7 @@ SpawnerCore::AdoptionReport SpawnerCore::adopt(const std::vector<JournalEntry>& 
       used.insert(w->first);
       WithdrawnEntry& we = *w->second;
       adoptOne(e.key, e.generation, e.pid, std::move(pidfd), e.startTicks, e.startedAtMs,
-               e.hasLog ? e.log : proto::LogSinks{}, ExitSource::kKeeper, we.take(proto::FdKind::kStdoutPipe),
+               e.hasLog ? e.log : proto::LogSinks{}, heldSource(e.key, e.generation, e.pid), we.take(proto::FdKind::kStdoutPipe),
                we.take(proto::FdKind::kStderrPipe));
       continue;
     }
@@ -779,10 +812,31 @@ SpawnerCore::AdoptionReport SpawnerCore::adopt(const std::vector<JournalEntry>& 
     }
     table_.noteGeneration(id.first, id.second);
     adoptOne(id.first, id.second, w.entry.pid, w.take(proto::FdKind::kPidfd), readStartTicks(w.entry.pid), nowMs(),
-             proto::LogSinks{}, ExitSource::kKeeper, w.take(proto::FdKind::kStdoutPipe),
+             proto::LogSinks{}, heldSource(id.first, id.second, w.entry.pid), w.take(proto::FdKind::kStdoutPipe),
              w.take(proto::FdKind::kStderrPipe));
   }
   return rep;
+}
+
+std::size_t SpawnerCore::redeposit(FdStoreClient* fdStore) {
+  fdStore_ = fdStore;
+  std::size_t n = 0;
+  table_.forEach([&](Child& c) {
+    if (!c.alive() || !c.proc || fdStore_ == nullptr || !fdStore_->connected()) return;
+    std::vector<std::pair<proto::FdKind, int>> fds = {{proto::FdKind::kPidfd, c.proc->pidfd()}};
+    for (const auto& slot : c.streams) {
+      if (slot.eof) continue;
+      fds.emplace_back(slot.stream->kind() == LogStreamKind::kStderr ? proto::FdKind::kStderrPipe
+                                                                     : proto::FdKind::kStdoutPipe,
+                       slot.stream->fd());
+    }
+    if (Status st = fdStore_->deposit(c.key, c.generation, c.pid(), fds); !st.ok()) {
+      log("fd store deposit of " + c.key + " failed: " + st.error().message);
+      return;
+    }
+    ++n;
+  });
+  return n;
 }
 
 void SpawnerCore::onKeeperExited(const proto::Exited& e) {

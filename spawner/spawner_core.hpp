@@ -41,6 +41,10 @@ struct CoreConfig {
   std::string secret;       // what Hello must present
   std::string journalPath;  // empty: no journal
   pid_t selfPid = 0;
+  // The keeper (our parent) when it holds the fd store; 0: not checked. It reports the exit only
+  // of a child it is the parent of: a withdrawn child with another parent (deposited again by a
+  // spawner that outlived an earlier keeper) is watched through its pidfd, exit status unknown.
+  pid_t keeperPid = 0;
   Duration flushDelay = std::chrono::milliseconds(100);   // a partial line held in a shared file
   Duration statsInterval = std::chrono::seconds(1);       // LogStats at most this often
   // Exits only shrink the journal (a stale line is harmless: adoption checks the start time), so
@@ -76,7 +80,14 @@ class SpawnerCore {
     std::size_t gone = 0;         // journal pid no longer exists
     std::size_t dropped = 0;      // fd store entries without a pidfd, given back
   };
-  AdoptionReport adopt(const std::vector<JournalEntry>& journal, std::vector<WithdrawnEntry> withdrawn);
+  // `exits`: the Exited messages that came with the withdrawal (applied by the caller afterwards).
+  AdoptionReport adopt(const std::vector<JournalEntry>& journal, std::vector<WithdrawnEntry> withdrawn,
+                       const std::vector<proto::Exited>& exits = {});
+
+  // A new keeper's fd store (this spawner outlived the previous keeper, whose copies died with
+  // it): from now on deposits go there, and every live child's pidfd and pipe read ends are
+  // deposited again, so a later spawner crash still finds them. Returns how many children.
+  std::size_t redeposit(FdStoreClient* fdStore);
 
   // The keeper reaped a child it inherited (fd store adoption).
   void onKeeperExited(const proto::Exited& e);

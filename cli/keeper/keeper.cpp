@@ -130,6 +130,9 @@ void Keeper::adoptSpawner(pid_t pid, UniqueFd pidfd) {
     adoptedPidfd_.reset();
     onComponentExit(Component::kSpawner, std::nullopt, std::nullopt);
   });
+  // What it deposited died with the previous keeper's fd store: it reconnects to ours (listening
+  // already) and deposits its children's pidfds and pipes again.
+  if (pidfdSendSignal(fd, SIGWINCH) != 0) logLine(std::string("cannot ask the spawner to deposit again: ") + std::strerror(errno));
 }
 
 int Keeper::run() {
@@ -170,6 +173,8 @@ void Keeper::startComponent(Component c) {
   const std::string name(componentName(c));
   LaunchSpec spec;
   spec.nofile = startNofile_;
+  // Master and gateway go with the keeper (DESIGN §4 item 4); the spawner outlives it.
+  spec.diesWithKeeper = c != Component::kSpawner;
   spec.argv = {opts_.libexecDir + "/provisr-" + name};
   auto add = [&spec](std::initializer_list<std::string> more) { spec.argv.insert(spec.argv.end(), more); };
   switch (c) {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -64,9 +65,14 @@ Result<Launched> launch(const LaunchSpec& spec) {
   for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
 
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) return sysError("fork");
   if (pid == 0) {
+    if (spec.diesWithKeeper) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(1);  // the keeper died before the signal was armed
+    }
     // Child: async-signal-safe calls only, then exec or _exit(127).
     sigset_t none;
     sigemptyset(&none);

@@ -21,6 +21,9 @@ struct LaunchSpec {
   std::vector<std::string> argv;      // argv[0] is the path to exec
   std::optional<std::string> secret;  // written into a pipe the child reads as kSecretFd
   rlimit nofile{};                    // the RLIMIT_NOFILE the child gets (the one we started with)
+  // SIGKILL when the keeper dies (PR_SET_PDEATHSIG, kept across exec): master and gateway, never
+  // the spawner. A component that changes its uid must arm it again itself (the change clears it).
+  bool diesWithKeeper = false;
 };
 
 struct Launched {

@@ -4,6 +4,7 @@
 // spawner that outlived its keeper is used, not duplicated.
 #include <catch2/catch.hpp>
 
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -299,18 +300,37 @@ TEST_CASE("keeper: a spawner that outlived its keeper is used, watched, and repl
   REQUIRE(waitFor([&] { return allStarted(k); }));
   const auto spawner = k.starts("spawner").at(0);
   const std::string secret = spawner.field("secret");
-  // The keeper alone is killed; master and gateway follow it (PR_SET_PDEATHSIG in the real ones)
-  // but not at once: the new keeper waits for the old master to release master.lock.
+  // The keeper alone is killed; master and gateway follow it (the keeper arms PR_SET_PDEATHSIG
+  // for them), the spawner stays.
   REQUIRE(::kill(first, SIGKILL) == 0);
   REQUIRE(k.waitExit(first) == 128 + SIGKILL);
   REQUIRE(processAlive(spawner.pid));
-  const pid_t oldMaster = k.starts("master").at(0).pid;
+  REQUIRE(waitFor([&] { return !processAlive(k.starts("master").at(0).pid) && !processAlive(k.starts("gateway").at(0).pid); }));
+  // A dying master may still hold master.lock for a moment: a process of ours plays it, so the
+  // new keeper must wait for it to exit before starting its own.
+  int lockPipe[2] = {-1, -1};
+  REQUIRE(::pipe(lockPipe) == 0);
+  const pid_t oldMaster = ::fork();
+  if (oldMaster == 0) {
+    const int fd = ::open((k.runDir() + "/master/master.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) ::_exit(1);
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::write(fd, pid.data(), pid.size()) < 0) ::_exit(1);
+    (void)!::write(lockPipe[1], "x", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(lockPipe[1]);
+  char ready = 0;
+  REQUIRE(::read(lockPipe[0], &ready, 1) == 1);
+  ::close(lockPipe[0]);
 
   const pid_t second = k.start();
   REQUIRE(waitFor([&] { return k.log().find("(pid " + std::to_string(oldMaster) + ") still holds master.lock") != std::string::npos; }));
   INFO(k.log());
   CHECK(k.starts("master").size() == 1);
-  for (const char* c : {"master", "gateway"}) ::kill(k.starts(c).at(0).pid, SIGTERM);
+  ::kill(oldMaster, SIGKILL);
+  ::waitpid(oldMaster, nullptr, 0);
   REQUIRE(waitFor([&] { return k.starts("master").size() == 2 && k.starts("gateway").size() >= 2; }));
   CHECK(k.indexOf("master", "lock-held") == -1);
   CHECK(k.starts("spawner").size() == 1);

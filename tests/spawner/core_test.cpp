@@ -314,9 +314,15 @@ TEST_CASE("core: adoption takes a matching pid, never a reused or vanished one",
   CHECK(snap.children[0].key == "alive");
   CHECK(snap.children[0].adopted);
   CHECK(snap.children[0].pid == alive->pid);
-  // Generations seen in the journal stay taken, adopted or not.
-  auto dup = rig.spawn({test::childSpec("reused", 3, {helper("sleeper")})});
+  // The adopted child's generation is taken; those of children not adopted are free again (a
+  // fresh master numbers its generations from 1 and must be able to start them).
+  auto dup = rig.spawn({test::childSpec("alive", 2, {helper("sleeper")})});
   CHECK(dup.results.at(0).duplicate);
+  auto again = rig.spawn({test::childSpec("vanished", 4, {helper("sleeper")})});
+  CHECK(again.results.at(0).accepted);
+  CHECK_FALSE(again.results.at(0).duplicate);
+  REQUIRE(again.results.at(0).pid.value_or(0) > 0);
+  guard.add(*again.results.at(0).pid);
 
   // Its end is seen through the pidfd; the status is unknown.
   ::kill(alive->pid, SIGKILL);
