@@ -92,6 +92,7 @@ std::optional<Error> checkSpecPaths(const Json& spec) {
 // The spec of register/update: the HTTP body, or the ZeroMQ args' `spec` map / `spec_json`.
 Result<std::string> specJson(const Call& c) {
   auto checked = [](Json spec) -> Result<std::string> {
+    if (auto n = spec.find("name"); n != spec.end() && !n->is_string()) return invalid("the spec's name must be a string");
     if (auto e = checkSpecPaths(spec)) return *e;
     return spec.dump();
   };

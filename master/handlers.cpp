@@ -374,7 +374,7 @@ void MasterCore::onRegister(const Route& route, const proto::Envelope& env, Core
   Json body = Json::parse(req.spec_json, nullptr, false);
   if (body.is_discarded() || !body.is_object())
     return replyError(route, env.id, ErrorCode::kInvalidArgument, "the spec is not a JSON object", fx);
-  const std::string name = body.value("name", std::string());
+  const std::string name = body.contains("name") && body["name"].is_string() ? body["name"].get<std::string>() : std::string();
   if (!config::isValidName(name))
     return replyError(route, env.id, ErrorCode::kInvalidArgument, "spec.name must match [A-Za-z0-9._-]{1,64}", fx);
   if (cfg_.findProgram(name) != nullptr || insts_.count(name))
@@ -431,7 +431,7 @@ void MasterCore::onUpdate(const Route& route, const proto::Envelope& env, CoreEf
   Json body = Json::parse(req.spec_json, nullptr, false);
   if (body.is_discarded() || !body.is_object())
     return replyError(route, env.id, ErrorCode::kInvalidArgument, "the spec is not a JSON object", fx);
-  const std::string name = body.value("name", std::string());
+  const std::string name = body.contains("name") && body["name"].is_string() ? body["name"].get<std::string>() : std::string();
   config::ProgramSpec* p = nullptr;
   for (auto& s : cfg_.programs) {
     if (s.name == name) p = &s;

@@ -67,7 +67,7 @@ TEST_CASE("hostile HTTP requests get a clear 4xx and change nothing", "[api]") {
        "work_dir"},
       {"relative log file", "POST", "/register",
        R"({"name":"r3","command":"true","log":{"stdout":"../../x.log"}})", 400, "log"},
-      {"number as name", "POST", "/register", R"({"name":5,"command":"true"})", 400, ""},
+      {"number as name", "POST", "/register", R"({"name":5,"command":"true"})", 400, "name must be a string"},
       {"update of a config program", "POST", "/update", R"({"name":"web","command":"true"})", 409, ""},
       {"unregister of a config program", "POST", "/unregister?name=web", "", 409, ""},
       {"name with .. in the query", "GET", "/status?name=..", "", 400, "invalid name"},
