@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <regex>
 #include <string>
 #include <string_view>
@@ -71,8 +72,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (m.size() > 1) call.args["name"] = m[1].str();
     if (!body.empty()) call.args["body"] = std::string(body);
     if (c.route->stream) {
-      auto topic = c.route->stream(call.args);
-      if (topic && *topic) continue;  // an event stream: nothing goes to the master
+      // http_server.cpp calls the stream hook outside runRoute's catch: an exception there ends in
+      // httplib's own handler (a 500 with an EXCEPTION_WHAT header).
+      try {
+        auto topic = c.route->stream(call.args);
+        if (topic && *topic) continue;  // an event stream: nothing goes to the master
+      } catch (const std::exception& e) {
+        if (!knownUtf8Defect(e.what())) provisr::fuzz::fail("a stream hook threw", e.what());
+        break;
+      }
     }
     auto result = provisr::gateway::runRoute(*c.route, call, ctx);
     if (!result && result.error().code == provisr::ErrorCode::kInternal && !knownUtf8Defect(result.error().message))
