@@ -7,7 +7,7 @@
 
 using namespace provisr::crash;
 
-TEST_CASE("crash: a master that cannot start backs off, is reported, and the children keep running", "[crash]") {
+TEST_CASE("crash: a master that cannot start backs off and is reported while the children keep running", "[crash]") {
   const int metricsPort = provisr::test::freePort();
   Tree t({{"tick", helper("ticker") + " 5 7 crash-l-tick", ""},
           {"svc", helper("sleeper") + " -1 crash-l-svc", "spec.instances = 2\n"}},

@@ -17,7 +17,7 @@ std::map<std::string, std::string> essentials(const std::map<std::string, json>&
 
 }  // namespace
 
-TEST_CASE("crash: gateway killed: children untouched, restarted at once, same answers within 2 s", "[crash]") {
+TEST_CASE("crash: gateway killed - children untouched and the same answers within 2 s", "[crash]") {
   Tree t({{"tick", helper("ticker") + " 10 7 crash-gw-tick", ""},
           {"sleep", helper("sleeper") + " -1 crash-gw-sleep", "spec.instances = 2\n"},
           {"idle", helper("sleeper") + " -1 crash-gw-idle", ""}});

@@ -7,7 +7,7 @@
 
 using namespace provisr::crash;
 
-TEST_CASE("crash: keeper killed alone: the next serve uses the surviving spawner, children and intent kept", "[crash]") {
+TEST_CASE("crash: keeper killed alone - the next serve uses the surviving spawner and keeps children and intent", "[crash]") {
   Tree t({{"tick", helper("ticker") + " 5 7 crash-k-tick", ""},
           {"tock", helper("ticker") + " 5 7 crash-k-tock", ""},
           {"stopme", helper("sleeper") + " -1 crash-k-stopme", ""},

@@ -7,7 +7,7 @@
 
 using namespace provisr::crash;
 
-TEST_CASE("crash: master killed: no child touched, an exit meanwhile restarts once, user intent kept", "[crash]") {
+TEST_CASE("crash: master killed - no child touched and an exit meanwhile restarts once and user intent is kept", "[crash]") {
   Tree t({{"keep", helper("ticker") + " 10 7 crash-m-keep", ""},
           {"stopme", helper("sleeper") + " -1 crash-m-stopme", ""},
           {"scaled", helper("sleeper") + " -1 crash-m-scaled", "spec.instances = 2\n"},

@@ -7,7 +7,7 @@
 
 using namespace provisr::crash;
 
-TEST_CASE("crash: recovery time per component, kill -9 to answering again", "[.][measure]") {
+TEST_CASE("crash: recovery time per component from kill -9 to answering again", "[.][measure]") {
   const int rounds = std::getenv("PROVISR_CRASH_ROUNDS") ? std::atoi(std::getenv("PROVISR_CRASH_ROUNDS")) : 5;
   Tree t({{"tick", helper("ticker") + " 5 7 crash-r-tick", ""},
           {"svc", helper("sleeper") + " -1 crash-r-svc", "spec.instances = 3\n"}});

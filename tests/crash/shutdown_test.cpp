@@ -43,7 +43,7 @@ bool lockFree(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("crash: no fd leak across spawn cycles and a spawner restart; graceful shutdown leaves nothing", "[crash]") {
+TEST_CASE("crash: no fd leak across spawn cycles and a spawner restart and graceful shutdown leaves nothing", "[crash]") {
   Tree t({{"burst", helper("sleeper") + " -1 crash-f-burst", "spec.instances = 4\n"},
           {"tick", helper("ticker") + " 20 7 crash-f-tick", ""}});
   const pid_t keeper = t.serve();

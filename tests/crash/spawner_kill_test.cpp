@@ -8,7 +8,7 @@
 
 using namespace provisr::crash;
 
-TEST_CASE("crash: spawner killed: children keep running, re-adopted with their pipes, no log line lost", "[crash]") {
+TEST_CASE("crash: spawner killed - children keep running and are re-adopted with their pipes and no log line is lost", "[crash]") {
   Tree t({{"tick", helper("ticker") + " 5 7 crash-s-tick", ""},
           {"tock", helper("ticker") + " 20 7 crash-s-tock", ""},
           {"victim", helper("ticker") + " 20 7 crash-s-victim", ""}});

@@ -8,7 +8,7 @@
 
 using namespace provisr::crash;
 
-TEST_CASE("crash: whole tree killed: the next serve adopts the survivors from the journal, never a reused pid", "[crash]") {
+TEST_CASE("crash: whole tree killed - the next serve adopts the survivors from the journal but never a reused pid", "[crash]") {
   Tree t({{"solo", helper("sleeper") + " -1 crash-t-solo", ""},
           {"svc", helper("sleeper") + " -1 crash-t-svc", "spec.instances = 2\n"},
           {"dead", helper("sleeper") + " -1 crash-t-dead", ""}});
