@@ -154,6 +154,10 @@ int main(int argc, char** argv) {
   core.setStore(std::move(store));
 
   std::optional<EventLoop::TimerId> timer;
+  std::optional<EventLoop::TimerId> countersTimer;
+  auto flushCounters = [&] {
+    if (Status st = core.store().flushCounters(); !st.ok()) logLine("master.state: " + st.error().message);
+  };
   std::function<void(master::CoreEffects)> dispatch;
   dispatch = [&](master::CoreEffects fx) {
     for (const auto& l : fx.logs) logLine(l);
@@ -166,6 +170,12 @@ int main(int argc, char** argv) {
     }
     // User intent is on disk before anything is acknowledged (DESIGN §3).
     if (Status st = core.store().flush(); !st.ok()) logLine("master.state: " + st.error().message);
+    if (core.store().countersDirty() && !countersTimer) {
+      countersTimer = loop.addTimer(std::chrono::seconds(1), [&] {
+        countersTimer.reset();
+        flushCounters();
+      });
+    }
     for (const auto& m : fx.toSpawner) link.send(m);
     for (const auto& m : fx.toClients) {
       if (Status st = proto::sendMessage(*router, m.route, m.bytes); !st.ok()) {
@@ -212,6 +222,7 @@ int main(int argc, char** argv) {
   logLine("serving on ipc://" + sockPath);
   dispatch(core.start());
   loop.run();
+  flushCounters();
   proto::unwatchSocket(loop, *router);
   link.close(loop);
   return 0;

@@ -233,7 +233,7 @@ Status StateStore::setRestarts(const std::string& instance, std::uint64_t restar
   auto [it, inserted] = state_.restarts.try_emplace(instance, restarts);
   if (inserted || it->second != restarts) {
     it->second = restarts;
-    dirty_ = true;
+    countersDirty_ = true;
   }
   return {};
 }
@@ -260,8 +260,14 @@ Status StateStore::flush() {
   if (!dirty_) return {};
   if (auto st = writeFileAtomically(path_, encodeState(state_)); !st) return st;
   dirty_ = false;
+  countersDirty_ = false;
   ++writes_;
   return {};
+}
+
+Status StateStore::flushCounters() {
+  if (countersDirty_) dirty_ = true;
+  return flush();
 }
 
 Status writeFileAtomically(const std::string& path, std::string_view bytes) {

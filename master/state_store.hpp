@@ -61,10 +61,14 @@ class StateStore {
   void forgetInstance(const std::string& instance);  // its intent and counter (removed by a reload)
 
   // One atomic write if dirty (temp → fsync → rename → fsync dir); nothing otherwise. On failure
-  // the store stays dirty, so the next turn retries.
+  // the store stays dirty, so the next turn retries. Restart counters are not user intent: a
+  // change to them alone waits for flushCounters() (the master calls it within a second, and at
+  // exit), so a restart does not pay two fsyncs; any other write carries them along.
   Status flush();
+  Status flushCounters();
 
   bool dirty() const { return dirty_; }
+  bool countersDirty() const { return countersDirty_; }
   const PersistedState& state() const { return state_; }
   std::optional<Intent> intent(const std::string& instance) const;
   std::uint64_t writes() const { return writes_; }  // successful flushes, for tests and metrics
@@ -74,6 +78,7 @@ class StateStore {
   std::string path_;
   PersistedState state_;
   bool dirty_ = false;
+  bool countersDirty_ = false;
   std::uint64_t writes_ = 0;
 };
 

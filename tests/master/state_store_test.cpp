@@ -256,3 +256,27 @@ TEST_CASE("the generation floor round-trips and only rises", "[master][state]") 
   StateStore again(dir.file("master.state"));
   CHECK(again.load().state.generationFloor == 10);
 }
+
+TEST_CASE("restart counters alone wait for flushCounters; any other write carries them", "[master][state]") {
+  TempDir dir;
+  const std::string path = (dir.path / "master.state").string();
+  StateStore store(path);
+  REQUIRE(store.setRestarts("w-1", 3).ok());
+  CHECK_FALSE(store.dirty());
+  CHECK(store.countersDirty());
+  REQUIRE(store.flush().ok());
+  CHECK(store.writes() == 0);  // a restart does not pay for a write of its own
+  REQUIRE(store.flushCounters().ok());
+  CHECK(store.writes() == 1);
+  CHECK_FALSE(store.countersDirty());
+  CHECK(StateStore(path).load().state.restarts.at("w-1") == 3);
+
+  REQUIRE(store.setRestarts("w-1", 4).ok());
+  REQUIRE(store.setIntent("w-1", Intent::kStopped).ok());
+  REQUIRE(store.flush().ok());
+  CHECK(store.writes() == 2);
+  CHECK_FALSE(store.countersDirty());
+  CHECK(StateStore(path).load().state.restarts.at("w-1") == 4);
+  REQUIRE(store.flushCounters().ok());
+  CHECK(store.writes() == 2);
+}
