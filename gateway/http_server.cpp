@@ -24,7 +24,7 @@ std::string regexEscape(std::string_view s) {
 
 void sendJson(httplib::Response& res, int status, const Json& body) {
   res.status = status;
-  res.set_content(body.dump() + "\n", "application/json");
+  res.set_content(body.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n", "application/json");
 }
 
 void sendError(httplib::Response& res, const Error& e, std::string_view op) {

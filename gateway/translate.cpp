@@ -19,6 +19,10 @@ bool safeChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == '-';
 }
 
+// A request value as JSON text for a message. Query values are raw bytes: invalid UTF-8 is shown
+// replaced rather than thrown on.
+std::string shown(const Json& v) { return v.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
 }  // namespace
 
 std::optional<std::string> argText(const Args& args, std::string_view key) {
@@ -27,8 +31,7 @@ std::optional<std::string> argText(const Args& args, std::string_view key) {
   if (it == args.end() || it->is_null()) return std::nullopt;
   if (it->is_string()) return it->get<std::string>();
   if (it->is_boolean()) return std::string(it->get<bool>() ? "true" : "false");
-  if (it->is_number()) return it->dump();
-  return it->dump();
+  return shown(*it);
 }
 
 Result<bool> argFlag(const Args& args, std::string_view key) {
@@ -42,7 +45,7 @@ Result<bool> argFlag(const Args& args, std::string_view key) {
     if (v.empty() || v == "1" || v == "true" || v == "yes") return true;
     if (v == "0" || v == "false" || v == "no") return false;
   }
-  return invalid(std::string(key) + " must be true or false (got " + it->dump() + ")");
+  return invalid(std::string(key) + " must be true or false (got " + shown(*it) + ")");
 }
 
 Result<std::optional<std::uint64_t>> argUint(const Args& args, std::string_view key) {
@@ -59,7 +62,7 @@ Result<std::optional<std::uint64_t>> argUint(const Args& args, std::string_view 
       return std::optional<std::uint64_t>(std::stoull(v));
     }
   }
-  return invalid(std::string(key) + " must be a non-negative integer (got " + it->dump() + ")");
+  return invalid(std::string(key) + " must be a non-negative integer (got " + shown(*it) + ")");
 }
 
 Result<std::optional<std::uint64_t>> argWaitMs(const Args& args) {
@@ -137,6 +140,9 @@ Result<Json> parseJsonBody(std::string_view body) {
     if (auto pos = what.find("parse error"); pos != std::string::npos) what = what.substr(pos);
     return invalid("request body is not valid JSON at line " + std::to_string(line) + ", column " +
                    std::to_string(column) + ": " + what);
+  } catch (const Json::exception& e) {
+    // Valid syntax the library cannot hold, e.g. a number beyond a double (out_of_range.406).
+    return invalid(std::string("request body cannot be read: ") + e.what());
   }
 }
 

@@ -166,3 +166,19 @@ TEST_CASE("events render as the PUB/SSE maps", "[gateway]") {
   CHECK(k["dropped"] == 2);
   CHECK(k["lines"][0]["offset"] == 9);
 }
+
+TEST_CASE("bytes the JSON library rejects become 400s, never exceptions (fuzz findings)", "[gateway]") {
+  // A query value with invalid UTF-8, shown in the error message.
+  const std::string bad = std::string("x\xB8\xFF", 3);
+  auto flag = argFlag(Json{{"follow", bad}}, "follow");
+  REQUIRE_FALSE(flag);
+  CHECK(flag.error().code == ErrorCode::kInvalidArgument);
+  auto n = argUint(Json{{"lines", bad}}, "lines");
+  REQUIRE_FALSE(n);
+  CHECK(n.error().message.find("lines must be a non-negative integer") != std::string::npos);
+  // A number beyond a double in a request body.
+  auto body = parseJsonBody(R"({"name": "web", "retry_count": 3e3333})");
+  REQUIRE_FALSE(body);
+  CHECK(body.error().code == ErrorCode::kInvalidArgument);
+  CHECK(body.error().message.find("request body cannot be read") != std::string::npos);
+}
