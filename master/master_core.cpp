@@ -707,6 +707,8 @@ void MasterCore::onSnapshotReply(const proto::Envelope& env, CoreEffects& fx) {
       // new one before our Hello): the child still runs, so ask again.
       resendStop(in, fx);
     }
+    // Our own child, re-reported by a spawner that inherited it (its exit code will be unknown).
+    if (ours && c.adopted) in.adopted = true;
     // Stopped by its user (maybe while the old master died): no restart policy applies to it.
     if (first && store_.intent(in.name) == Intent::kStopped && in.life.state() == State::kRunning) {
       apply(in, Event::stop(), fx);

@@ -1,16 +1,13 @@
 // A master that keeps running while the spawner re-adopts a child without its exit status (the
 // child is not the keeper's: it was spawned under a keeper that died) must show the instance as
-// adopted. Hidden ([.]): the master keeps the flag of its earlier ChildStarted — the Snapshot of
-// the new spawner carries `adopted = true` but MasterCore::onSnapshotReply only applies it to
-// children it adopts on its first Snapshot or at rest (master/master_core.cpp, the loop over
-// r->children). Enable when fixed.
+// adopted: the new spawner's Snapshot says so for a child of the master's own generation.
 #include <catch2/catch.hpp>
 
 #include "tests/crash/crash_tree.hpp"
 
 using namespace provisr::crash;
 
-TEST_CASE("crash: status says adopted after a spawner re-adopts a child whose exit it cannot know", "[.][master-bug]") {
+TEST_CASE("crash: status says adopted after a spawner re-adopts a child whose exit it cannot know", "[crash]") {
   Tree t({{"tock", helper("ticker") + " 5 7 crash-a-tock", ""}});
   const pid_t keeper = t.serve();
   REQUIRE(waitFor([&] { return t.componentsUp() && t.allRunning({"tock"}); }, 30s));
