@@ -47,7 +47,7 @@ int send(const Trio& t, const RouteCase& r, std::optional<std::string> token) {
 
 }  // namespace
 
-TEST_CASE("auth: every route but the health checks needs the token; read-only only reads", "[api]") {
+TEST_CASE("auth: every route but the health checks needs the token — read-only only reads", "[api]") {
   Trio t(TrioOptions{.token_file = true, .extra = sleeperProgram("web")});
   REQUIRE(t.ready());
   INFO(t.log());

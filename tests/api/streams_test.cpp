@@ -66,7 +66,7 @@ TEST_CASE("SSE logs?follow=1: new lines of an instance arrive as events", "[api]
   CHECK((code == 400 || code == 404));
 }
 
-TEST_CASE("SSE stream cap: 503 past the cap; a closed client frees its slot quickly", "[api]") {
+TEST_CASE("SSE stream cap: 503 past the cap — a closed client frees its slot quickly", "[api]") {
   Trio t;
   REQUIRE(t.ready());
   INFO(t.log());

@@ -93,7 +93,7 @@ bool allStarted(const KeeperRun& k) {
 
 }  // namespace
 
-TEST_CASE("fd store: deposited pipes and pidfd come back working; the keeper keeps its copies until Release", "[cli][keeper]") {
+TEST_CASE("fd store: deposited pipes and pidfd come back working — the keeper keeps its copies until Release", "[cli][keeper]") {
   KeeperRun k;
   const pid_t keeper = k.start();
   const std::string sock = k.runDir() + "/keeper/fdstore.sock";
@@ -164,7 +164,7 @@ TEST_CASE("fd store: deposited pipes and pidfd come back working; the keeper kee
   CHECK(k.waitExit(keeper) == 0);
 }
 
-TEST_CASE("fd store: a withdraw of 270 fds comes in chunks of at most 253; bad messages get an error", "[cli][keeper]") {
+TEST_CASE("fd store: a withdraw of 270 fds comes in chunks of at most 253 — bad messages get an error", "[cli][keeper]") {
   KeeperRun k;
   const pid_t keeper = k.start();
   const std::string sock = k.runDir() + "/keeper/fdstore.sock";

@@ -30,7 +30,7 @@ bool allStarted(const KeeperRun& k) {
 
 }  // namespace
 
-TEST_CASE("keeper: starts spawner, master, gateway in order with the secret; refuses a second keeper; SIGTERM stops all", "[cli][keeper]") {
+TEST_CASE("keeper: starts spawner, master, gateway in order with the secret — refuses a second keeper — SIGTERM stops all", "[cli][keeper]") {
   KeeperRun k;
   const pid_t keeper = k.start();
   REQUIRE(waitFor([&] { return allStarted(k) && k.log().find("started gateway") != std::string::npos; }));
@@ -116,7 +116,7 @@ TEST_CASE("keeper: starts spawner, master, gateway in order with the secret; ref
   for (const char* c : {"keeper", "spawner", "master", "gateway"}) CHECK(j[c]["state"] == "stopped");
 }
 
-TEST_CASE("keeper: a crash loop backs off 100, 200, 400 ms; a healthy component restarts at once with the same secret", "[cli][keeper]") {
+TEST_CASE("keeper: a crash loop backs off 100, 200, 400 ms — a healthy component restarts at once with the same secret", "[cli][keeper]") {
   KeeperRun k;
   k.order("gateway.exit", "1");
   const pid_t keeper = k.start();
@@ -181,7 +181,7 @@ TEST_CASE("keeper: exit code 100 is not restarted and shuts everything down", "[
   CHECK(k.components()["spawner"]["state"] == "stopped");
 }
 
-TEST_CASE("keeper: the master exiting 0 on its own is a shutdown; SIGHUP and SIGUSR1 go to the master", "[cli][keeper]") {
+TEST_CASE("keeper: the master exiting 0 on its own is a shutdown — SIGHUP and SIGUSR1 go to the master", "[cli][keeper]") {
   KeeperRun k;
   const pid_t keeper = k.start();
   REQUIRE(waitFor([&] { return allStarted(k); }));

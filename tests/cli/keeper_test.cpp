@@ -206,7 +206,7 @@ TEST_CASE("fd table: bad deposits are refused and their fds closed", "[cli][keep
   CHECK(validKey(std::string(kMaxKeyLength, 'z')));
 }
 
-TEST_CASE("fd table: a reaped managed child is reported until released; orphans are not", "[cli][keeper]") {
+TEST_CASE("fd table: a reaped managed child is reported until released — orphans are not", "[cli][keeper]") {
   FdTable t;
   std::vector<TestPipe> pipes(1);
   REQUIRE(t.deposit(deposit("db", 2, {proto::FdKind::kPidfd}, 300), fdsOf(pipes)));
@@ -271,7 +271,7 @@ TEST_CASE("fd table: withdraw chunks carry at most 253 fds, whole entries, last 
   }
 }
 
-TEST_CASE("run_dir: created 0700; symlinks, foreign modes under /tmp and a held lock are refused", "[cli][keeper]") {
+TEST_CASE("run_dir: created 0700 — symlinks, foreign modes under /tmp and a held lock are refused", "[cli][keeper]") {
   test::TempDir tmp;
   const std::string path = tmp.str() + "/a/run";
   auto rd = RunDir::open(path);

@@ -48,7 +48,7 @@ struct Cli {
 
 }  // namespace
 
-TEST_CASE("SIGHUP to serve reloads the config; SIGUSR1 reopens the log files", "[integration]") {
+TEST_CASE("SIGHUP to serve reloads the config — SIGUSR1 reopens the log files", "[integration]") {
   TempDir dir;
   const int port = freePort();
   const std::string head = "[log]\ndir = \"" + dir.str() + "/logs\"\n[server]\nlisten = \"127.0.0.1:" +

@@ -246,7 +246,7 @@ TEST_CASE("start_duration 0: only a failed exec is a failed start", "[master][li
   CHECK_THAT(r2.in.lastStartError(), Catch::Contains("1 attempt"));
 }
 
-TEST_CASE("an exit before start_duration is a failed attempt; after it the start counts", "[master][lifecycle]") {
+TEST_CASE("an exit before start_duration is a failed attempt — after it the start counts", "[master][lifecycle]") {
   auto p = basePolicy();
   p.retry_count = 0;
   Rig fail(p);
@@ -353,7 +353,7 @@ TEST_CASE("auto_restart on-failure vs success exit codes", "[master][lifecycle]"
   CHECK_FALSE(never.in.exitedSuccessfully());
 }
 
-TEST_CASE("an automatic restart counts in restarts; its timer spawns a new generation", "[master][lifecycle]") {
+TEST_CASE("an automatic restart counts in restarts — its timer spawns a new generation", "[master][lifecycle]") {
   auto p = basePolicy();
   p.auto_restart = config::AutoRestart::kAlways;
   Rig r(p);

@@ -424,7 +424,7 @@ TEST_CASE("group stop and status cover every instance of multi-instance members"
   CHECK(h.generationOf("api-1") == 2);
 }
 
-TEST_CASE("reload applies the plan; an invalid config changes nothing", "[master]") {
+TEST_CASE("reload applies the plan — an invalid config changes nothing", "[master]") {
   Harness h;
   h.connect(1);
   h.started("db", 100);
@@ -453,7 +453,7 @@ TEST_CASE("reload applies the plan; an invalid config changes nothing", "[master
   CHECK(bad.error().message.find("bogus_key") != std::string::npos);
 }
 
-TEST_CASE("register writes an api program file; config programs refuse unregister", "[master]") {
+TEST_CASE("register writes an api program file — config programs refuse unregister", "[master]") {
   Harness h;
   h.connect(1);
   auto r = h.request(proto::Register{R"({"name":"reg","command":"sleep 5"})"});
@@ -560,7 +560,7 @@ TEST_CASE("update restarts with the new spec and rolls back when it fails to sta
   CHECK(er.error().code == ErrorCode::kSpawnFailed);
 }
 
-TEST_CASE("a band is one Spawn; subscribers get every state change", "[master]") {
+TEST_CASE("a band is one Spawn — subscribers get every state change", "[master]") {
   Harness h;
   h.connect(1);
   auto sub = h.request(proto::Subscribe{{"state."}});

@@ -207,7 +207,7 @@ bool allSettled(const std::map<std::string, proto::InstanceStatus>& st, std::siz
 
 }  // namespace
 
-TEST_CASE("the seed example starts in priority order; exits and crashes follow policy", "[master]") {
+TEST_CASE("the seed example starts in priority order — exits and crashes follow policy", "[master]") {
   test::TempDir cfgDir;
   const std::string cfg = copySeedExample(cfgDir);
   Trio t(cfg);
@@ -337,7 +337,7 @@ TEST_CASE("a new master adopts the children of a master killed with -9", "[maste
   CHECK(t.logs().find("adopted sleepy-1") != std::string::npos);
 }
 
-TEST_CASE("the master reconnects to a restarted spawner and keeps state; logs are relayed", "[master]") {
+TEST_CASE("the master reconnects to a restarted spawner and keeps state — logs are relayed", "[master]") {
   test::TempDir cfgDir;
   cfgDir.write("programs/talker.toml",
                "[spec]\nname = \"talker\"\ncommand = \"sh -c 'echo hello from $PROVISR_NAME; exec " +

@@ -115,7 +115,7 @@ TEST_CASE("depends_on: dependencies first, then the dependent", "[master][schedu
   CHECK(plan->blocked(m).empty());
 }
 
-TEST_CASE("a completed one-shot dependency is not re-run; an explicit one is", "[master][scheduler]") {
+TEST_CASE("a completed one-shot dependency is not re-run — an explicit one is", "[master][scheduler]") {
   const std::vector<config::ProgramSpec> programs{prog("migrate", 0), prog("api", 0, 1, {"migrate"})};
   StatusMap m{{"migrate", exitedWith(0, true)}};
   auto plan = startPlan(programs, {"api"});

@@ -173,7 +173,7 @@ TEST_CASE("changes are batched: one write per flush, none when clean", "[master]
   CHECK_FALSE(loaded.state.restarts.count("w-1"));
 }
 
-TEST_CASE("a missing file is a first start; a corrupt one starts from the config with a reason", "[master][state]") {
+TEST_CASE("a missing file is a first start — a corrupt one starts from the config with a reason", "[master][state]") {
   TempDir dir;
   const auto path = dir.file("master.state");
   StateStore store(path);
@@ -257,7 +257,7 @@ TEST_CASE("the generation floor round-trips and only rises", "[master][state]") 
   CHECK(again.load().state.generationFloor == 10);
 }
 
-TEST_CASE("restart counters alone wait for flushCounters; any other write carries them", "[master][state]") {
+TEST_CASE("restart counters alone wait for flushCounters — any other write carries them", "[master][state]") {
   TempDir dir;
   const std::string path = (dir.path / "master.state").string();
   StateStore store(path);

@@ -178,7 +178,7 @@ TEST_CASE("core: epochs, routes and Acks are checked", "[spawner]") {
   CHECK_FALSE(rig.core->onMessage({"master-2"}, proto::encode(ack, 1)).has_value());  // no reply
 }
 
-TEST_CASE("core: a batch of spawns is one journal write; exits wait for the Ack", "[spawner]") {
+TEST_CASE("core: a batch of spawns is one journal write — exits wait for the Ack", "[spawner]") {
   SystemClock clock;
   test::TempDir dir;
   test::ProcessGuard guard;

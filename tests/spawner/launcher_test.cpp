@@ -220,7 +220,7 @@ TEST_CASE("user and group switch, with HOME/USER/LOGNAME/SHELL from the account"
   CHECK(ran.facts["env:SHELL"] != "(unset)");
 }
 
-TEST_CASE("caller-made pipes carry the output; start ticks name the process", "[spawner]") {
+TEST_CASE("caller-made pipes carry the output — start ticks name the process", "[spawner]") {
   auto out = makeOutputPipe();
   REQUIRE(out.ok());
   LaunchRequest req;

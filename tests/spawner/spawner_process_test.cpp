@@ -79,7 +79,7 @@ TEST_CASE("spawner: a newer master makes the older one's epoch stale", "[spawner
   CHECK(newM.snapshot().children.empty());
 }
 
-TEST_CASE("spawner: a batch spawn reports exact exits; the Ack releases the zombies", "[spawner]") {
+TEST_CASE("spawner: a batch spawn reports exact exits — the Ack releases the zombies", "[spawner]") {
   Fixture f;
   GroupReaper reaper;
   SpawnerProcess sp(f.runDir);
@@ -337,7 +337,7 @@ TEST_CASE("spawner: StopChild signals the group and SIGKILLs it after the timeou
   CHECK(expectError(m).code == ErrorCode::kNotFound);
 }
 
-TEST_CASE("spawner: kill -9 leaves the children running; a new spawner adopts them from the journal", "[spawner]") {
+TEST_CASE("spawner: kill -9 leaves the children running — a new spawner adopts them from the journal", "[spawner]") {
   Fixture f;
   GroupReaper reaper;
   std::vector<pid_t> pids;

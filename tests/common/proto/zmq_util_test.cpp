@@ -189,7 +189,7 @@ TEST_CASE("a REQ client's empty delimiter rides in the route and goes back", "[c
   unwatchSocket(*loop, req);
 }
 
-TEST_CASE("too many frames are dropped whole; too large a frame never arrives", "[common]") {
+TEST_CASE("too many frames are dropped whole — too large a frame never arrives", "[common]") {
   TempDir dir;
   SystemClock clock;
   auto loop = makeLoop(clock);

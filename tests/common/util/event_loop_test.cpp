@@ -67,7 +67,7 @@ TEST_CASE("timers fire in deadline order, ties in the order added, and cancel wo
   CHECK_FALSE(loop->nextDeadline().has_value());
 }
 
-TEST_CASE("a timer added by a timer fires on a later turn; a callback may cancel another", "[common]") {
+TEST_CASE("a timer added by a timer fires on a later turn — a callback may cancel another", "[common]") {
   FakeClock clock;
   auto loop = makeLoop(clock);
   int chained = 0;
