@@ -1,7 +1,9 @@
 // SpawnerCore: requests in, replies and events out; children, pipes and timers through the loop.
 #include "spawner/spawner_core.hpp"
 
+#include <dirent.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -54,6 +56,32 @@ pid_t readParentPid(pid_t pid) {
   long ppid = 0;
   if (!(rest >> state >> ppid)) return 0;
   return static_cast<pid_t>(ppid);
+}
+
+// The child of `parent` whose stdout is the pipe `readEnd` reads from (a pipe's two ends share one
+// inode), or 0. This finds a child whose spawner died between the fork and the deposit of its
+// pidfd: the keeper holds its pipes, and the child was re-parented to the keeper.
+pid_t findStdoutWriter(int readEnd, pid_t parent) {
+  struct stat st {};
+  if (readEnd < 0 || ::fstat(readEnd, &st) != 0 || !S_ISFIFO(st.st_mode)) return 0;
+  const std::string want = "pipe:[" + std::to_string(st.st_ino) + "]";
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return 0;
+  pid_t found = 0;
+  while (const dirent* e = ::readdir(proc)) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    const auto pid = static_cast<pid_t>(std::strtol(e->d_name, nullptr, 10));
+    if (readParentPid(pid) != parent) continue;
+    char target[64];
+    const std::string link = "/proc/" + std::string(e->d_name) + "/fd/1";
+    const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+    if (n > 0 && want == std::string_view(target, static_cast<std::size_t>(n))) {
+      found = pid;
+      break;
+    }
+  }
+  ::closedir(proc);
+  return found;
 }
 
 template <class T>
@@ -804,6 +832,23 @@ SpawnerCore::AdoptionReport SpawnerCore::adopt(const std::vector<JournalEntry>& 
   for (auto& w : withdrawn) {
     const ChildTable::Id id{w.entry.key, w.entry.generation};
     if (used.count(id) != 0 || table_.find(id.first, id.second) != nullptr) continue;
+    if (validName(id.first, kMaxKeyBytes) && w.fdOf(proto::FdKind::kPidfd) < 0) {
+      // Forked, but the spawner died before the pidfd went to the keeper: find the child by its
+      // stdout pipe among the keeper's children, or it would run on untracked.
+      const pid_t parent = cfg_.keeperPid != 0 ? cfg_.keeperPid : ::getpid();
+      if (const pid_t pid = findStdoutWriter(w.fdOf(proto::FdKind::kStdoutPipe), parent); pid > 0) {
+        UniqueFd pidfd(pidfdOpen(pid));
+        if (pidfd && readParentPid(pid) == parent) {
+          used.insert(id);
+          table_.noteGeneration(id.first, id.second);
+          log("found " + id.first + " (pid " + std::to_string(pid) + ") by its stdout pipe");
+          adoptOne(id.first, id.second, pid, std::move(pidfd), readStartTicks(pid), nowMs(), proto::LogSinks{},
+                   heldSource(id.first, id.second, pid), w.take(proto::FdKind::kStdoutPipe),
+                   w.take(proto::FdKind::kStderrPipe));
+          continue;
+        }
+      }
+    }
     if (!validName(id.first, kMaxKeyBytes) || w.entry.pid <= 0 || w.fdOf(proto::FdKind::kPidfd) < 0) {
       ++rep.dropped;
       log("fd store entry " + id.first + " has no pidfd; giving its fds back");

@@ -332,5 +332,61 @@ TEST_CASE("core: adoption takes a matching pid, never a reused or vanished one",
   CHECK_FALSE(ex.exit_signal.has_value());
 }
 
+
+TEST_CASE("core: a child forked just before the spawner died is found by its stdout pipe", "[spawner]") {
+  SystemClock clock;
+  test::ProcessGuard guard;
+  // The keeper's deposit: the pipes, made before the fork; the pidfd never arrived.
+  auto withdrawnPipes = [](int out[2], int err[2]) {
+    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+    REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
+  };
+  int out[2], err[2];
+  withdrawnPipes(out, err);
+  LaunchRequest lr;
+  lr.argv = {helper("sleeper")};
+  lr.env = test::baseEnv();
+  lr.stdoutWrite = out[1];
+  lr.stderrWrite = err[1];
+  auto orphan = launch(lr);
+  REQUIRE(orphan.ok());
+  guard.add(orphan->pid);
+  ::close(out[1]);
+  ::close(err[1]);
+  // A second entry whose pipes no process writes to: nothing to find, its fds go back.
+  int out2[2], err2[2];
+  withdrawnPipes(out2, err2);
+  ::close(out2[1]);
+  ::close(err2[1]);
+
+  auto entry = [](const std::string& key, int o, int e) {
+    WithdrawnEntry w;
+    w.entry.key = key;
+    w.entry.generation = 7;
+    w.entry.kinds = {proto::FdKind::kStdoutPipe, proto::FdKind::kStderrPipe};
+    w.fds.emplace_back(o);
+    w.fds.emplace_back(e);
+    return w;
+  };
+  std::vector<WithdrawnEntry> withdrawn;
+  withdrawn.push_back(entry("orphan", out[0], err[0]));
+  withdrawn.push_back(entry("nobody", out2[0], err2[0]));
+  CoreRig rig(clock);
+  auto rep = rig.core->adopt({}, std::move(withdrawn));
+  CHECK(rep.adopted == 1);
+  CHECK(rep.dropped == 1);
+  rig.hello();
+  proto::Snapshot s;
+  s.epoch = rig.epoch;
+  auto snap = rig.request<proto::SnapshotReply>(s);
+  REQUIRE(snap.children.size() == 1);
+  CHECK(snap.children[0].key == "orphan");
+  CHECK(snap.children[0].generation == 7);
+  CHECK(snap.children[0].pid == orphan->pid);
+  // The master's re-sent Spawn of that generation finds it instead of starting a second copy.
+  auto dup = rig.spawn({test::childSpec("orphan", 7, {helper("sleeper")})});
+  CHECK(dup.results.at(0).duplicate);
+}
+
 }  // namespace
 }  // namespace provisr::spawner
