@@ -16,13 +16,6 @@ using namespace provisr::test::api;
 
 namespace {
 
-std::string programs() {
-  std::ostringstream o;
-  o << "[[processes]]\ntype = \"process\"\nspec.name = \"web\"\nspec.instances = 2\nspec.args = [\""
-    << helper("sleeper") << "\"]\n";
-  return o.str();
-}
-
 struct Case {
   std::string what;
   std::string method;
@@ -42,7 +35,7 @@ std::string rawRequest(const std::string& method, const std::string& path, const
 }  // namespace
 
 TEST_CASE("hostile HTTP requests get a clear 4xx and change nothing", "[api]") {
-  Trio t(TrioOptions{.extra = programs()});
+  Trio t(TrioOptions{.extra = twoWebSleepers()});
   REQUIRE(t.ready());
   REQUIRE(t.waitState("web-1", "running"));
   REQUIRE(t.waitState("web-2", "running"));
@@ -141,7 +134,7 @@ TEST_CASE("hostile HTTP requests get a clear 4xx and change nothing", "[api]") {
 }
 
 TEST_CASE("half requests are dropped after a bounded wait while others are served", "[api]") {
-  Trio t(TrioOptions{.extra = programs()});
+  Trio t(TrioOptions{.extra = twoWebSleepers()});
   REQUIRE(t.ready());
   INFO(t.log());
   // 40 clients send half a request and then nothing (slowloris).
@@ -165,7 +158,7 @@ TEST_CASE("half requests are dropped after a bounded wait while others are serve
 }
 
 TEST_CASE("200 concurrent connections are all answered", "[api]") {
-  Trio t(TrioOptions{.extra = programs()});
+  Trio t(TrioOptions{.extra = twoWebSleepers()});
   REQUIRE(t.ready());
   REQUIRE(t.waitState("web-1", "running"));
   INFO(t.log());

@@ -34,6 +34,12 @@ inline const char* kReadToken = "r3ad-only-token";
 
 inline std::string helper(const std::string& name) { return std::string(PROVISR_TEST_HELPERS) + "/" + name; }
 
+// A program `web` with two `sleeper` instances (web-1, web-2), for the Trio's `extra` config.
+inline std::string twoWebSleepers() {
+  return "[[processes]]\ntype = \"process\"\nspec.name = \"web\"\nspec.instances = 2\nspec.args = [\"" +
+         helper("sleeper") + "\"]\n";
+}
+
 struct TrioOptions {
   bool auth = true;             // [server.auth] token + read_only_token
   bool token_file = false;      // the full token from a file instead of inline

@@ -13,13 +13,6 @@ using namespace provisr::test::api;
 
 namespace {
 
-std::string programs() {
-  std::ostringstream o;
-  o << "[[processes]]\ntype = \"process\"\nspec.name = \"web\"\nspec.instances = 2\nspec.args = [\""
-    << helper("sleeper") << "\"]\n";
-  return o.str();
-}
-
 // component → pid from run_dir/components.json.
 std::map<std::string, int> componentPids(const Trio& t) {
   std::ifstream in(t.run_dir + "/components.json");
@@ -37,7 +30,7 @@ std::map<std::string, int> componentPids(const Trio& t) {
 }  // namespace
 
 TEST_CASE("ZeroMQ API: status, start, stop round trip over tcp", "[api]") {
-  Trio t(TrioOptions{.extra = programs()});
+  Trio t(TrioOptions{.extra = twoWebSleepers()});
   REQUIRE(t.ready());
   REQUIRE(t.waitState("web-1", "running"));
   INFO(t.log());
@@ -91,7 +84,7 @@ TEST_CASE("ZeroMQ API: status, start, stop round trip over tcp", "[api]") {
 }
 
 TEST_CASE("ZeroMQ events: a SUB on zmq_events gets state changes as two frames", "[api]") {
-  Trio t(TrioOptions{.extra = programs()});
+  Trio t(TrioOptions{.extra = twoWebSleepers()});
   REQUIRE(t.ready());
   REQUIRE(t.waitState("web-2", "running"));
   INFO(t.log());
@@ -127,7 +120,7 @@ TEST_CASE("ZeroMQ events: a SUB on zmq_events gets state changes as two frames",
 }
 
 TEST_CASE("hostile frames at the gateway ROUTER, the master and the spawner: nothing changes", "[api]") {
-  Trio t(TrioOptions{.extra = programs()});
+  Trio t(TrioOptions{.extra = twoWebSleepers()});
   REQUIRE(t.ready());
   REQUIRE(t.waitState("web-1", "running"));
   REQUIRE(t.waitState("web-2", "running"));
