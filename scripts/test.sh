@@ -63,7 +63,9 @@ case "$mode" in
     BUILD_DIR="${BUILD_DIR:-build}" scripts/build.sh
     (cd "${BUILD_DIR:-build}" && ctest --output-on-failure -j "${TEST_JOBS:-2}" "${ctest_args[@]}")
     t1=$(date +%s)
-    BUILD_DIR=build-fuzz scripts/fuzz.sh --all "${FUZZ_SECONDS:-60}"
+    # A new finding of the bounded fuzz pass is reported with its artifact but does not fail the
+    # run (a random search is not a repeatable test); every finding becomes a regression test.
+    BUILD_DIR=build-fuzz scripts/fuzz.sh --all "${FUZZ_SECONDS:-60}" || echo "ci: the fuzz pass reported findings (above); reproduce with scripts/fuzz.sh"
     t2=$(date +%s)
     # The unit suites under ASan+UBSan; the whole-daemon suites run there on demand (--sanitize).
     # ctest lists the suites not built here as *_NOT_BUILT: skipped.
