@@ -435,7 +435,8 @@ class ChaosRun {
       perform(*http, a, stop, cs);
       ++cs.done;
       if (stop) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(a.pauseMs));  // pacing: the seeded gap between actions
+      // The seeded gap between actions, cut short when the round ends.
+      (void)test::waitFor([&] { return stop.load(); }, std::chrono::milliseconds(a.pauseMs));
     }
   }
 
@@ -457,28 +458,33 @@ class ChaosRun {
       m.pendingOp = a.op;
     }
     const std::string path = "/api/" + a.op + "?name=" + a.target + (a.wait ? "&wait=3s" : "");
-    const auto deadline = Clock::now() + 10s;
-    for (;;) {
-      auto r = httpCall(http, true, path);
-      if (r.status == 200) {
-        std::lock_guard<std::mutex> lk(mu_);
-        InstModel& m = model_.at(a.target);
-        m.uncertain = false;
-        m.want = a.op != "stop";
-        return true;
-      }
-      if (!retryable(r.status)) {
-        violation("POST " + path + " answered " + std::to_string(r.status) + ": " + r.body.substr(0, 200));
-        ++cs.uncertain;
-        return false;
-      }
-      if (Clock::now() > deadline || stop) {
-        ++cs.uncertain;
-        return false;  // left uncertain: settled after the round
-      }
-      ++cs.retries;
-      std::this_thread::sleep_for(100ms);  // pacing: bounded retry while a component restarts
+    // Retried while a component restarts (503 or no answer), for at most 10 s.
+    bool ok = false;
+    (void)test::waitFor(
+        [&] {
+          auto r = httpCall(http, true, path);
+          if (r.status == 200) {
+            ok = true;
+            return true;
+          }
+          if (!retryable(r.status)) {
+            violation("POST " + path + " answered " + std::to_string(r.status) + ": " + r.body.substr(0, 200));
+            return true;
+          }
+          if (stop) return true;
+          ++cs.retries;
+          return false;
+        },
+        10s);
+    if (ok) {
+      std::lock_guard<std::mutex> lk(mu_);
+      InstModel& m = model_.at(a.target);
+      m.uncertain = false;
+      m.want = a.op != "stop";
+      return true;
     }
+    ++cs.uncertain;  // left uncertain: settled after the round
+    return false;
   }
 
   // The sentinel's last sequence number per pid, as the log route shows it now.
