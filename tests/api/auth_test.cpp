@@ -47,6 +47,15 @@ int send(const Trio& t, const RouteCase& r, std::optional<std::string> token) {
 
 }  // namespace
 
+// The "Uid:" line of /proc/PID/status (real, effective, saved, fs uids).
+static std::string uidLine(pid_t pid) {
+  std::ifstream st("/proc/" + std::to_string(pid) + "/status");
+  std::string line, uid;
+  while (std::getline(st, line))
+    if (line.rfind("Uid:", 0) == 0) uid = line;
+  return uid;
+}
+
 TEST_CASE("auth: every route but the health checks needs the token — read-only only reads", "[api]") {
   Trio t(TrioOptions{.token_file = true, .extra = sleeperProgram("web")});
   REQUIRE(t.ready());
@@ -137,12 +146,7 @@ TEST_CASE("auth: registrations as root need [daemon] user or allow_root_programs
     REQUIRE(t.waitState("asnobody", "running"));
     auto pid = t.pid("asnobody");
     REQUIRE(pid);
-    std::ifstream st("/proc/" + std::to_string(*pid) + "/status");
-    std::string line, uid;
-    while (std::getline(st, line)) {
-      if (line.rfind("Uid:", 0) == 0) uid = line;
-    }
-    CHECK(uid.find("\t0\t") == std::string::npos);
+    CHECK(uidLine(*pid).find("\t0\t") == std::string::npos);
   }
   SECTION("[daemon] user: registered programs run as that user") {
     Trio t(TrioOptions{.allow_root_programs = false, .extra = "[daemon]\nuser = \"nobody\"\n"});
@@ -157,12 +161,7 @@ TEST_CASE("auth: registrations as root need [daemon] user or allow_root_programs
     REQUIRE(t.waitState("dropped", "running"));
     auto pid = t.pid("dropped");
     REQUIRE(pid);
-    std::ifstream st("/proc/" + std::to_string(*pid) + "/status");
-    std::string line, uid;
-    while (std::getline(st, line)) {
-      if (line.rfind("Uid:", 0) == 0) uid = line;
-    }
-    CHECK(uid.find("\t0\t") == std::string::npos);
+    CHECK(uidLine(*pid).find("\t0\t") == std::string::npos);
     auto other = t.post("/register", R"({"name":"other","args":["/bin/sleep","100"],"user":"root"})");
     CHECK(other->status == 403);
   }
