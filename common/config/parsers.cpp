@@ -12,6 +12,7 @@
 #include <string>
 #include <toml++/toml.h>
 
+#include "common/config/toml_guard.hpp"
 #include "common/config/tree.hpp"
 
 namespace provisr::config::detail {
@@ -110,6 +111,11 @@ Node fromToml(const toml::node& n, Budget& budget, int depth) {
 
 ParseOutcome parseToml(std::string_view text) {
   ParseOutcome r;
+  if (auto stray = findTomlStray(text)) {
+    r.failure.message = "column " + std::to_string(stray->column) + ": " + stray->message;
+    r.failure.line = stray->line;
+    return r;
+  }
   try {
     toml::table t = toml::parse(text);
     Budget budget;

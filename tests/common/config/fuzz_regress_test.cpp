@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/config/loader.hpp"
+#include "common/config/toml_guard.hpp"
 #include "tests/common/config/config_test_util.hpp"
 
 namespace provisr::config::test {
@@ -117,6 +118,58 @@ TEST_CASE("durations near 2^63 ns are exact or too large, never negative", "[com
   CHECK(edge->count() > 0);
   CHECK_FALSE(parseDuration("9223372036854775808ns"));
   CHECK_FALSE(parseDuration("2562048h"));
+}
+
+// toml++ 3.3 reaches __builtin_unreachable() when it asks whether a non-ASCII character outside a
+// string is whitespace (found by the config_toml fuzz target under UBSan). The loader answers such
+// text itself, with the place, before toml++ sees it.
+TEST_CASE("a non-ASCII character outside a TOML string is refused before toml++ parses it", "[common][fuzz]") {
+  using detail::findTomlStray;
+  TempDir dir;
+  struct Bad {
+    const char* text;
+    int line;
+    int column;
+  };
+  const Bad bad[] = {
+      {"a = 1 \xC3\xA9\n", 1, 7},                         // é after a value
+      {"x = 1\n\xEF\xB7\x90 = 1\n", 2, 1},                // U+FDD0 where a key starts
+      {"a = [1,\xE3\x80\x81 2]\n", 1, 8},                 // U+3001 inside an array
+      {"[t\xC3\xA9]\n", 1, 3},                            // a non-ASCII bare table name
+      {"a = \"\"\"x \\\n  \xC3\xA9\"\"\"\n", 2, 3},       // first character after a line-ending backslash
+      {"a = 'ok' \xC3\xA9\n", 1, 10},                     // after a literal string
+      {"a = \"\\\"\" \xC3\xA9\n", 1, 10},                 // after a basic string with an escaped quote
+      {"a = \"\"\"q\"\"\"\"\" \xC3\xA9\n", 1, 15},        // after a multi-line string closed by five quotes
+  };
+  for (const auto& b : bad) {
+    INFO(b.text);
+    const auto stray = findTomlStray(b.text);
+    REQUIRE(stray);
+    CHECK(stray->line == b.line);
+    CHECK(stray->column == b.column);
+    const auto r = loadText(dir, "bad.toml", b.text);
+    CHECK_FALSE(r.ok());
+    REQUIRE_FALSE(r.errors().empty());
+    CHECK(r.errors().front().line == b.line);
+    CHECK(hasError(r, "column " + std::to_string(b.column)));
+  }
+  CHECK(hasError(loadText(dir, "e.toml", "a = 1 \xC3\xA9\n"), "U+00E9"));
+  // Where TOML allows non-ASCII (strings of every kind, comments, a leading byte-order mark) the
+  // scan finds nothing.
+  const char* good[] = {
+      "\xEF\xBB\xBF# caf\xC3\xA9\nname = \"caf\xC3\xA9\"\n",
+      "a = 'caf\xC3\xA9'\nb = '''\n\xEF\xB7\x90\n'''\n",
+      "a = \"\"\"\n\xC3\xA9 \\\n  x \xC3\xA9\"\"\"\n",
+      "a = \"x\" # \xC3\xA9\n",
+  };
+  for (const char* g : good) {
+    INFO(g);
+    CHECK_FALSE(findTomlStray(g));
+  }
+  CHECK(loadText(dir, "good.toml",
+                 "# caf\xC3\xA9\n[[processes]]\ntype = \"process\"\n[processes.spec]\nname = \"w\"\n"
+                 "command = \"/bin/echo caf\xC3\xA9\"\n")
+            .ok());
 }
 
 }  // namespace provisr::config::test
