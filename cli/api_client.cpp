@@ -37,9 +37,28 @@ SplitUrl splitUrl(const std::string& url) {
   return out;
 }
 
+// `[server.tls] cert_file` of the config resolveApiUrl read (the CLI runs one verb per process).
+std::optional<std::string>& configCaFile() {
+  static std::optional<std::string> ca;
+  return ca;
+}
+
+// An https client verifies the daemon's certificate and host name (httplib checks the
+// subjectAltName against the host of the URL).
+void configure(httplib::Client& client, const std::string& scheme_host_port, const std::optional<std::string>& ca) {
+  if (scheme_host_port.rfind("https://", 0) != 0) return;
+  client.enable_server_certificate_verification(true);
+  if (ca) client.set_ca_cert_path(ca->c_str());
+}
+
 }  // namespace
 
-std::string apiUrlFromListen(const std::string& listen, const std::string& base_path) {
+std::optional<std::string> resolveCaFile() {
+  if (const char* env = std::getenv("PROVISR_CA_FILE"); env && *env) return std::string(env);
+  return configCaFile();
+}
+
+std::string apiUrlFromListen(const std::string& listen, const std::string& base_path, bool tls) {
   std::string host = listen;
   std::string port = "8080";
   if (auto colon = listen.rfind(':'); colon != std::string::npos) {
@@ -50,22 +69,28 @@ std::string apiUrlFromListen(const std::string& listen, const std::string& base_
   std::string base = base_path;
   if (!base.empty() && base.front() != '/') base.insert(base.begin(), '/');
   while (!base.empty() && base.back() == '/') base.pop_back();
-  return "http://" + host + ":" + port + base;
+  return (tls ? "https://" : "http://") + host + ":" + port + base;
 }
 
 std::string resolveApiUrl(const std::optional<std::string>& api_url,
                           const std::optional<std::string>& config_path) {
-  if (api_url && !api_url->empty()) return *api_url;
-  if (const char* env = std::getenv("PROVISR_API_URL"); env && *env) return env;
   std::optional<std::string> path = config_path;
   if (!path && ::access("config.toml", R_OK) == 0) path = "config.toml";
+  std::optional<std::string> fromConfig;
   if (path) {
     config::LoadOptions opts;
     opts.check_accounts = false;
     auto loaded = config::loadConfig(*path, opts);
-    if (loaded.ok()) return apiUrlFromListen(loaded.config->server.listen, loaded.config->server.base_path);
+    if (loaded.ok()) {
+      const auto& server = loaded.config->server;
+      const bool tls = server.tls.cert_file && server.tls.key_file;
+      configCaFile() = tls ? server.tls.cert_file : std::nullopt;
+      fromConfig = apiUrlFromListen(server.listen, server.base_path, tls);
+    }
   }
-  return kDefaultUrl;
+  if (api_url && !api_url->empty()) return *api_url;
+  if (const char* env = std::getenv("PROVISR_API_URL"); env && *env) return env;
+  return fromConfig ? *fromConfig : kDefaultUrl;
 }
 
 std::optional<std::string> resolveToken(const std::optional<std::string>& token,
@@ -91,7 +116,7 @@ std::optional<std::string> resolveToken(const std::optional<std::string>& token,
 }
 
 ApiClient::ApiClient(std::string base_url, std::optional<std::string> token)
-    : base_url_(std::move(base_url)), token_(std::move(token)) {}
+    : base_url_(std::move(base_url)), token_(std::move(token)), ca_file_(resolveCaFile()) {}
 
 HttpResponse ApiClient::get(const std::string& path_and_query) const {
   return request("GET", path_and_query, "");
@@ -105,6 +130,7 @@ HttpResponse ApiClient::stream(const std::string& path_and_query,
                               const std::function<bool(std::string_view)>& on_chunk) const {
   SplitUrl url = splitUrl(base_url_);
   httplib::Client client(url.scheme_host_port);
+  configure(client, url.scheme_host_port, ca_file_);
   client.set_connection_timeout(std::chrono::seconds(2));
   client.set_read_timeout(std::chrono::hours(24 * 365));
   httplib::Headers headers{{"Accept", "text/event-stream"}};
@@ -135,6 +161,7 @@ HttpResponse ApiClient::request(const char* method, const std::string& path_and_
                                 const std::string& body) const {
   SplitUrl url = splitUrl(base_url_);
   httplib::Client client(url.scheme_host_port);
+  configure(client, url.scheme_host_port, ca_file_);
   client.set_connection_timeout(std::chrono::seconds(2));
   client.set_read_timeout(std::chrono::seconds(60));
   client.set_write_timeout(std::chrono::seconds(10));

@@ -19,8 +19,13 @@ std::string resolveApiUrl(const std::optional<std::string>& api_url,
 std::optional<std::string> resolveToken(const std::optional<std::string>& token,
                                         const std::optional<std::string>& config_path);
 
-// `[server] listen` + `base_path` as a URL a local client can reach.
-std::string apiUrlFromListen(const std::string& listen, const std::string& base_path);
+// `[server] listen` + `base_path` as a URL a local client can reach (https:// with `tls`).
+std::string apiUrlFromListen(const std::string& listen, const std::string& base_path, bool tls = false);
+
+// The certificate an https:// daemon is verified against: `PROVISR_CA_FILE` when set, else the
+// `[server.tls] cert_file` of the config the URL was resolved from (a self-signed certificate is
+// its own authority); nullopt means the system's trusted authorities.
+std::optional<std::string> resolveCaFile();
 
 struct HttpResponse {
   int status = 0;     // 0 when the daemon could not be reached
@@ -44,6 +49,7 @@ class ApiClient {
                        const std::string& body) const;
   std::string base_url_;
   std::optional<std::string> token_;
+  std::optional<std::string> ca_file_;
 };
 
 }  // namespace provisr::cli

@@ -8,8 +8,11 @@
 #include <iostream>
 #include <vector>
 
+#include <httplib.h>
+
 #include "cli/cli.hpp"
 #include "common/config/loader.hpp"
+#include "common/config/privilege.hpp"
 
 namespace provisr::cli {
 
@@ -42,6 +45,30 @@ int runServe(const ServeOptions& serve) {
   if (const char* env = std::getenv("PROVISR_RUN_DIR"); env && *env) run_dir = env;
   if (serve.run_dir) run_dir = *serve.run_dir;
   run_dir = fs::absolute(run_dir).lexically_normal().string();
+
+  // The certificate and key load as the gateway will load them: a bad pair is a config error
+  // here, not a gateway in a crash loop.
+  if (cfg.server.tls.cert_file && cfg.server.tls.key_file) {
+    httplib::SSLServer probe(cfg.server.tls.cert_file->c_str(), cfg.server.tls.key_file->c_str());
+    if (!probe.is_valid()) {
+      std::cerr << cfg.file << ": server.tls: cannot load the certificate " << *cfg.server.tls.cert_file
+                << " with the key " << *cfg.server.tls.key_file
+                << " (unreadable, not PEM, or the key does not match the certificate); nothing was started\n";
+      return kExitFailed;
+    }
+  }
+  // Master and gateway drop to `[daemon] user`: give them the run_dir layout of DESIGN §2.
+  auto account = config::daemonAccount(cfg.daemon.user);
+  if (!account) {
+    std::cerr << "provisr: daemon.user: " << account.error().message << "; nothing was started\n";
+    return kExitFailed;
+  }
+  if (*account) {
+    if (auto st = config::prepareRunDir(run_dir, **account); !st) {
+      std::cerr << "provisr: run_dir " << run_dir << ": " << st.error().message << "; nothing was started\n";
+      return kExitFailed;
+    }
+  }
 
   std::string keeper = selfDir() + "/provisr-keeper";
   if (::access(keeper.c_str(), X_OK) != 0) {

@@ -64,7 +64,14 @@ std::string normalizeBasePath(std::string_view base) {
 }
 
 HttpServer::HttpServer(HttpOptions options, Context& ctx, const AccessPolicy& policy, EventHub& hub)
-    : options_(std::move(options)), ctx_(ctx), policy_(policy), hub_(hub), server_(std::make_unique<httplib::Server>()) {
+    : options_(std::move(options)), ctx_(ctx), policy_(policy), hub_(hub) {
+  // The certificate and key are read here, while the gateway may still be root (the key may be
+  // readable by root alone); SSL_CTX_use_PrivateKey_file also checks that the key matches.
+  if (options_.tls()) {
+    server_ = std::make_unique<httplib::SSLServer>(options_.tls_cert_file->c_str(), options_.tls_key_file->c_str());
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
   auto& svr = *server_;
   const std::size_t threads = options_.threads;
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
@@ -210,6 +217,11 @@ HttpServer::HttpServer(HttpOptions options, Context& ctx, const AccessPolicy& po
 HttpServer::~HttpServer() = default;
 
 Status HttpServer::bind() {
+  if (!server_->is_valid()) {
+    return Error{ErrorCode::kInvalidArgument, "server.tls: cannot load the certificate " + options_.tls_cert_file.value_or("") +
+                                                  " with the key " + options_.tls_key_file.value_or("") +
+                                                  " (unreadable, not PEM, or the key does not match the certificate)"};
+  }
   std::string host = listenHost(options_.listen);
   if (host.empty()) host = "0.0.0.0";
   const auto colon = options_.listen.rfind(':');

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/util/result.hpp"
@@ -30,6 +31,10 @@ struct HttpOptions {
   // How often an idle stream checks that its client is still connected (no write, no traffic):
   // a client that closed its connection frees its slot within this time.
   std::chrono::milliseconds sse_liveness{500};
+  // `[server.tls]`: HTTPS only (httplib's OpenSSL server) when both are set.
+  std::optional<std::string> tls_cert_file;
+  std::optional<std::string> tls_key_file;
+  bool tls() const { return tls_cert_file.has_value() && tls_key_file.has_value(); }
 };
 
 // base_path as Go sanitised it: trimmed, leading '/', no trailing '/', "" for the root.

@@ -12,6 +12,7 @@
 #include <zmq.hpp>
 
 #include "common/config/loader.hpp"
+#include "common/config/privilege.hpp"
 #include "common/util/clock.hpp"
 #include "common/util/event_loop.hpp"
 #include "gateway/access.hpp"
@@ -49,6 +50,12 @@ int run(const Flags& flags) {
     return 1;
   }
   const config::Config& cfg = *loaded.config;
+  const pid_t parent = ::getppid();
+  auto account = config::daemonAccount(cfg.daemon.user);
+  if (!account) {
+    logLine("daemon.user: " + account.error().message);
+    return 1;
+  }
 
   auto policy = makeAccessPolicy(cfg.server, cfg.server.listen, ::geteuid());
   if (!policy) {
@@ -95,6 +102,8 @@ int run(const Flags& flags) {
   hopts.base_path = cfg.server.base_path;
   hopts.threads = static_cast<std::size_t>(flags.max_streams) + 32;
   hopts.sse_ping = std::chrono::milliseconds(flags.sse_ping_ms);
+  hopts.tls_cert_file = cfg.server.tls.cert_file;
+  hopts.tls_key_file = cfg.server.tls.key_file;
   HttpServer http(hopts, ctx, *policy, hub);
   if (auto st = http.bind(); !st) {
     logLine(st.error().message);
@@ -109,10 +118,28 @@ int run(const Flags& flags) {
     }
   }
 
+  auto curve = loadCurveKeys(cfg.server.zmq_curve);
+  if (!curve) {
+    logLine(curve.error().message);
+    return 1;
+  }
+
+  // Everything that may need root is done (token files and the TLS key read, ports bound): drop
+  // to `[daemon] user` before any thread starts (ZeroMQ's start with the first socket).
+  if (*account) {
+    const config::Account& acc = **account;
+    if (Status st = config::dropPrivileges(acc, SIGKILL, parent); !st.ok()) {
+      logLine("cannot drop to " + acc.name + ": " + st.error().message);
+      return 1;
+    }
+    logLine("running as " + acc.name + " (uid " + std::to_string(acc.uid) + ", gid " + std::to_string(acc.gid) + ")");
+  }
+
   ZmqEdgeOptions zopts;
   zopts.master_endpoint = masterEndpoint;
   zopts.api_listen = cfg.server.zmq_listen;
   zopts.events_listen = cfg.server.zmq_events;
+  zopts.curve = *curve;
   ZmqEdge edge(zctx, **loop, zopts, ctx, *zmqPolicy, hub);
   edgePtr = &edge;
   if (auto st = edge.start(); !st) {
@@ -128,7 +155,7 @@ int run(const Flags& flags) {
             std::string(policy->root_without_auth ? "; register/update/unregister are refused while running as root"
                                                   : ""));
   }
-  logLine("listening on http://" + listenHost(cfg.server.listen) + ":" + std::to_string(http.port()) +
+  logLine(std::string("listening on ") + (hopts.tls() ? "https://" : "http://") + listenHost(cfg.server.listen) + ":" + std::to_string(http.port()) +
           normalizeBasePath(cfg.server.base_path) + " (master " + masterEndpoint + ")");
   if (metrics) logLine("metrics on http://" + listenHost(*cfg.metrics.listen) + ":" + std::to_string(metrics->port()) + "/metrics");
   if (auto ep = edge.apiEndpoint()) logLine("zeromq api on " + *ep);

@@ -1,7 +1,13 @@
 // The ZeroMQ side of the gateway: public API ROUTER + workers, events XPUB, master subscription.
 #include "gateway/zmq_edge.hpp"
 
+#include <dirent.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
 
 #include "common/proto/zmq_util.hpp"
 #include "gateway/log.hpp"
@@ -11,8 +17,89 @@ namespace provisr::gateway {
 namespace {
 
 constexpr const char* kMonitorEndpoint = "inproc://provisr-gateway-master-monitor";
+constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";  // where libzmq asks (RFC 27)
+constexpr const char* kZapDomain = "provisr";
+constexpr std::size_t kZ85KeyLength = 40;
+constexpr std::size_t kMaxKeyFileBytes = 4096;
+constexpr std::size_t kMaxClientKeys = 10000;
+
+bool isZ85Key(std::string_view k) {
+  constexpr std::string_view kAlphabet =
+      "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+  return k.size() == kZ85KeyLength && k.find_first_not_of(kAlphabet) == std::string_view::npos;
+}
+
+// The key named `want` ("secret-key" / "public-key") of a zcert file, or the file's only bare key.
+Result<std::string> readKeyFile(const std::string& path, std::string_view want) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{ErrorCode::kInvalidArgument, "cannot read " + path};
+  std::string text(kMaxKeyFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > kMaxKeyFileBytes) return Error{ErrorCode::kInvalidArgument, path + " is over 4 KiB: not a key file"};
+  std::istringstream lines(text);
+  std::optional<std::string> bare;
+  for (std::string line; std::getline(lines, line);) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+    const auto start = line.find_first_not_of(" \t");
+    if (start == std::string::npos || line[start] == '#') continue;
+    line.erase(0, start);
+    const auto eq = line.find('=');
+    if (line.size() == kZ85KeyLength && isZ85Key(line)) {
+      if (!bare) bare = line;
+      continue;
+    }
+    if (eq == std::string::npos) continue;
+    std::string name = line.substr(0, eq);
+    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.pop_back();
+    std::string value = line.substr(eq + 1);
+    value.erase(0, std::min(value.find_first_not_of(" \t"), value.size()));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+    if (name == want && isZ85Key(value)) return value;
+  }
+  if (bare) return *bare;
+  return Error{ErrorCode::kInvalidArgument, path + ": no " + std::string(want) + " (40 Z85 characters) in it"};
+}
 
 }  // namespace
+
+bool needsCurve(const std::string& endpoint) {
+  return endpoint.rfind("tcp://", 0) == 0 && !isLoopbackAddress(zmqEndpointHost(endpoint));
+}
+
+Result<std::optional<CurveKeys>> loadCurveKeys(const config::ZmqCurveConfig& cfg) {
+  if (!cfg.server_key_file) return std::optional<CurveKeys>();
+  if (!cfg.client_keys_dir)
+    return Error{ErrorCode::kInvalidArgument, "server.zmq_curve: client_keys_dir is required with server_key_file"};
+  CurveKeys keys;
+  auto secret = readKeyFile(*cfg.server_key_file, "secret-key");
+  if (!secret) return Error{ErrorCode::kInvalidArgument, "server.zmq_curve.server_key_file: " + secret.error().message};
+  keys.server_secret = std::move(*secret);
+  char pub[kZ85KeyLength + 1] = {};
+  if (zmq_curve_public(pub, keys.server_secret.c_str()) != 0)
+    return Error{ErrorCode::kInvalidArgument, "server.zmq_curve.server_key_file: not a CURVE secret key"};
+  keys.server_public = pub;
+  DIR* d = ::opendir(cfg.client_keys_dir->c_str());
+  if (d == nullptr)
+    return Error{ErrorCode::kInvalidArgument, "server.zmq_curve.client_keys_dir: cannot open " + *cfg.client_keys_dir};
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    names.emplace_back(e->d_name);
+    if (names.size() > kMaxClientKeys) break;
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const auto& n : names) {
+    const std::string path = *cfg.client_keys_dir + "/" + n;
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    auto pubKey = readKeyFile(path, "public-key");
+    if (!pubKey) return Error{ErrorCode::kInvalidArgument, "server.zmq_curve.client_keys_dir: " + pubKey.error().message};
+    keys.clients.insert(std::move(*pubKey));
+  }
+  return std::optional<CurveKeys>(std::move(keys));
+}
 
 std::string zmqEndpointHost(const std::string& endpoint) {
   constexpr std::string_view kTcp = "tcp://";
@@ -95,10 +182,27 @@ Status ZmqEdge::start() {
     return st;
   }
 
+  for (const auto* ep : {&options_.api_listen, &options_.events_listen}) {
+    if (*ep && needsCurve(**ep) && !options_.curve) {
+      return Error{ErrorCode::kInvalidArgument, **ep + " is not a loopback address: set [server.zmq_curve] "
+                                                       "server_key_file and client_keys_dir (CURVE is required there)"};
+    }
+  }
+  if (options_.curve) {
+    // The ZAP handler first: a CURVE handshake that finds no handler would be let through.
+    auto z = proto::openSocket(zctx_, zmq::socket_type::rep);
+    if (!z) return z.error();
+    zap_.emplace(std::move(*z));
+    if (auto st = proto::bindSocket(*zap_, kZapEndpoint); !st) return st;
+    if (auto st = proto::watchSocket(loop_, *zap_, EventLoop::kReadable, [this](std::uint32_t) { onZap(); }); !st) {
+      return st;
+    }
+  }
   if (options_.events_listen) {
     auto x = proto::openSocket(zctx_, zmq::socket_type::xpub);
     if (!x) return x.error();
     xpub_.emplace(std::move(*x));
+    if (auto st = secure(*xpub_); !st) return st;
     if (auto st = proto::bindSocket(*xpub_, *options_.events_listen); !st) return st;
     auto ep = proto::lastEndpoint(*xpub_);
     if (ep) eventsEndpoint_ = *ep;
@@ -110,6 +214,7 @@ Status ZmqEdge::start() {
     auto r = proto::openSocket(zctx_, zmq::socket_type::router);
     if (!r) return r.error();
     api_.emplace(std::move(*r));
+    if (auto st = secure(*api_); !st) return st;
     if (auto st = proto::bindSocket(*api_, *options_.api_listen); !st) return st;
     auto ep = proto::lastEndpoint(*api_);
     if (ep) apiEndpoint_ = *ep;
@@ -136,12 +241,52 @@ void ZmqEdge::stop() {
   if (xpub_) proto::unwatchSocket(loop_, *xpub_);
   if (events_) proto::unwatchSocket(loop_, *events_);
   if (monitor_) proto::unwatchSocket(loop_, *monitor_);
+  if (zap_) proto::unwatchSocket(loop_, *zap_);
   if (wake_) loop_.removeFd(wake_.get());
   if (events_) zmq_socket_monitor(events_->handle(), nullptr, 0);
   api_.reset();
   xpub_.reset();
   monitor_.reset();
   events_.reset();
+  zap_.reset();
+}
+
+Status ZmqEdge::secure(zmq::socket_t& s) {
+  if (!options_.curve) return {};
+  const int one = 1;
+  const auto& key = options_.curve->server_secret;
+  if (zmq_setsockopt(s.handle(), ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+      zmq_setsockopt(s.handle(), ZMQ_CURVE_SECRETKEY, key.data(), key.size()) != 0 ||
+      zmq_setsockopt(s.handle(), ZMQ_ZAP_DOMAIN, kZapDomain, std::char_traits<char>::length(kZapDomain)) != 0) {
+    return Error{ErrorCode::kInternal, std::string("CURVE setup: ") + zmq_strerror(zmq_errno())};
+  }
+  return {};
+}
+
+void ZmqEdge::onZap() {
+  for (int i = 0; i < 256; ++i) {
+    auto msg = proto::recvMessage(*zap_);
+    if (!msg || !*msg) return;
+    // RFC 27: version, request id, domain, address, identity, mechanism, credentials...
+    const auto& route = (*msg)->route;
+    const std::string version = route.size() > 0 ? route[0] : "";
+    const std::string requestId = route.size() > 1 ? route[1] : "";
+    const std::string mechanism = route.size() > 5 ? route[5] : "";
+    const auto cred = (*msg)->data();
+    bool allowed = false;
+    std::string who;
+    if (version == "1.0" && mechanism == "CURVE" && route.size() == 6 && cred.size() == 32) {
+      char z85[kZ85KeyLength + 1] = {};
+      if (zmq_z85_encode(z85, reinterpret_cast<const std::uint8_t*>(cred.data()), cred.size()) != nullptr) {
+        who = z85;
+        allowed = options_.curve->clients.count(who) > 0;
+      }
+    }
+    const std::string address = route.size() > 3 ? route[3] : "?";
+    if (!allowed) logLine("zeromq: refused a CURVE client from " + address + (who.empty() ? "" : " (key " + who + ")"));
+    (void)proto::sendMessage(*zap_, {"1.0", requestId, allowed ? "200" : "400", allowed ? "OK" : "key not allowed", who},
+                             "");
+  }
 }
 
 void ZmqEdge::topicsChanged() { wake(); }

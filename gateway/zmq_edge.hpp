@@ -24,11 +24,30 @@
 
 namespace provisr::gateway {
 
+// `[server.zmq_curve]` loaded: the server's secret key and the allowed client public keys (all
+// Z85, 40 characters). With it, the API and events sockets are CURVE servers and a ZAP handler
+// admits only the listed clients.
+struct CurveKeys {
+  std::string server_secret;
+  std::string server_public;
+  std::set<std::string> clients;
+};
+
+// Reads the key files (done before the drop: they may be readable by root alone). nullopt when
+// `server_key_file` is unset. A file holds the key on a line of its own, or as ZeroMQ's zcert
+// format writes it (`secret-key = "..."` / `public-key = "..."`); `#` lines are comments. In
+// `client_keys_dir`, every regular file not starting with `.` holds one client public key.
+Result<std::optional<CurveKeys>> loadCurveKeys(const config::ZmqCurveConfig& cfg);
+
+// True for a tcp:// endpoint whose host is not loopback (where CURVE is required).
+bool needsCurve(const std::string& endpoint);
+
 struct ZmqEdgeOptions {
   std::string master_endpoint;             // ipc://<run_dir>/master/master.sock
   std::optional<std::string> api_listen;   // [server] zmq_listen
   std::optional<std::string> events_listen;  // [server] zmq_events
   std::size_t workers = 4;
+  std::optional<CurveKeys> curve;
 };
 
 // The host of a ZeroMQ endpoint for the protected-mode rule ("tcp://0.0.0.0:5555" → "0.0.0.0");
@@ -82,6 +101,8 @@ class ZmqEdge {
   void onEvents();
   void onMonitor();
   void onXpub();
+  void onZap();
+  Status secure(zmq::socket_t& s);
   void subscribe();
   void publish(const std::string& topic, const Json& body);
   void worker();
@@ -98,6 +119,7 @@ class ZmqEdge {
   std::optional<zmq::socket_t> xpub_;
   std::optional<zmq::socket_t> events_;
   std::optional<zmq::socket_t> monitor_;
+  std::optional<zmq::socket_t> zap_;
   std::optional<std::string> apiEndpoint_;
   std::optional<std::string> eventsEndpoint_;
   std::set<std::string> xpubTopics_;

@@ -152,6 +152,20 @@ void writeSecretFile(const std::string& path, const std::string& secret) {
   if (::rename(tmp.c_str(), path.c_str()) != 0) die(kExitFatal, "cannot rename " + tmp + ": " + std::strerror(errno));
 }
 
+// The socket is ours alone (0600), unless `provisr serve` gave spawner/ the group of `[daemon]
+// user` (root:<group>, group r-x, nothing for others): then the master, dropped to that user,
+// must reach it through the group (0660), and nobody else can pass the directory.
+void shareSocket(const std::string& dir, const std::string& sockPath) {
+  struct stat st {};
+  const bool daemonGroup = ::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid() &&
+                           st.st_gid != ::getegid() && (st.st_mode & 0077) == 0050;
+  if (daemonGroup && ::chown(sockPath.c_str(), static_cast<uid_t>(-1), st.st_gid) == 0 && ::chmod(sockPath.c_str(), 0660) == 0) {
+    logLine("spawner.sock is reachable by group " + std::to_string(st.st_gid) + " (the daemon user's)");
+    return;
+  }
+  ::chmod(sockPath.c_str(), 0600);
+}
+
 void raiseNofile() {
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -215,7 +229,7 @@ int run(int argc, char** argv) {
   if (Status st = proto::bindSocket(sock, "ipc://" + sockPath); !st.ok()) {
     die(kExitFatal, "cannot bind ipc://" + sockPath + ": " + st.error().message);
   }
-  ::chmod(sockPath.c_str(), 0600);
+  shareSocket(dir, sockPath);
 
   std::optional<FdStoreClient> fdStore;
   WithdrawResult withdrawn;

@@ -27,7 +27,10 @@ Status checkDir(int fd, const std::string& path, bool strict) {
                                                 ", not by us (uid " + std::to_string(::geteuid()) +
                                                 "): refusing it as run_dir; remove it or choose another --run-dir");
   }
-  const mode_t others = strict ? 077 : 022;
+  // Under a shared directory only we may enter — and, when root runs master and gateway as
+  // `[daemon] user`, that user's group, which `provisr serve` gave the directory (r-x, 0750).
+  const bool daemonGroup = ::geteuid() == 0 && st.st_gid != ::getegid();
+  const mode_t others = strict ? (daemonGroup ? 027 : 077) : 022;
   if ((st.st_mode & others) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));

@@ -16,7 +16,8 @@ class RunDir {
  public:
   // Creates `path` (absolute) with mode 0700 when missing, then opens it O_NOFOLLOW and checks it:
   // a directory owned by us, not writable by group or others — and, when any ancestor is
-  // writable by another user (/tmp), not readable by them either (exactly 0700).
+  // writable by another user (/tmp), not readable by them either (exactly 0700; as root, 0750
+  // with a group other than ours is accepted too: the `[daemon] user` layout of DESIGN §2).
   static Result<RunDir> open(const std::string& path);
 
   const std::string& path() const { return path_; }

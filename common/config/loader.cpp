@@ -159,6 +159,45 @@ struct MainDraft {
   int daemon_user_line = 0;
 };
 
+// A key or certificate file named in [server]: it must exist as a regular file; when we can read
+// it (the CLI or a dropped master may not: then nothing more is judged), it must hold `marker`.
+void checkServerFile(Sink& s, int line, const std::string& key, const std::string& path, std::string_view marker,
+                     std::string_view what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    s.error(line, key, "cannot use " + path + ": " + std::strerror(errno));
+    return;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    s.error(line, key, path + " is not a regular file");
+    return;
+  }
+  if (marker.empty() || st.st_size > (1 << 20)) {
+    if (st.st_size > (1 << 20)) s.error(line, key, path + " is over 1 MiB: not " + std::string(what));
+    return;
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return;  // not readable by this user: the component that needs it says more
+  std::string text(static_cast<std::size_t>(st.st_size), '\0');
+  const ssize_t n = ::read(fd, text.data(), text.size());
+  ::close(fd);
+  text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+  if (text.find(marker) == std::string::npos) s.error(line, key, path + " is not " + std::string(what));
+}
+
+// A tcp:// endpoint on something else than loopback (`*`, 0.0.0.0, an address, a name).
+bool publicTcpEndpoint(const std::string& endpoint) {
+  if (endpoint.rfind("tcp://", 0) != 0) return false;
+  std::string host = endpoint.substr(6);
+  if (!host.empty() && host.front() == '[') {
+    host = host.substr(1, host.find(']') == std::string::npos ? std::string::npos : host.find(']') - 1);
+  } else if (auto c = host.rfind(':'); c != std::string::npos) {
+    host = host.substr(0, c);
+  }
+  if (auto semi = host.find(';'); semi != std::string::npos) host = host.substr(semi + 1);  // source;dest
+  return !(host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0 || host.rfind("::ffff:127.", 0) == 0);
+}
+
 void decodeServer(Sink& s, const Node& n, ServerConfig& out, const std::string& dir) {
   TableReader t(s, n, "server");
   if (auto v = readString(s, t.get("listen"), "server.listen")) out.listen = *v;
@@ -201,6 +240,12 @@ void decodeServer(Sink& s, const Node& n, ServerConfig& out, const std::string& 
     out.tls.key_file = readPath(s, tt.get("key_file"), "server.tls.key_file", dir);
     if (out.tls.cert_file.has_value() != out.tls.key_file.has_value())
       s.error(tl->line, "server.tls", "set both `cert_file` and `key_file`, or neither");
+    if (out.tls.cert_file)
+      checkServerFile(s, tt.get("cert_file")->line, "server.tls.cert_file", *out.tls.cert_file, "-----BEGIN CERTIFICATE-----",
+                      "a PEM certificate");
+    if (out.tls.key_file)
+      checkServerFile(s, tt.get("key_file")->line, "server.tls.key_file", *out.tls.key_file, "PRIVATE KEY-----",
+                      "a PEM private key");
     for (const char* k : {"enabled", "min_version", "max_version", "dir", "auto_generate", "auto_gen"}) tt.unsupported(k);
     tt.finish();
   }
@@ -208,7 +253,26 @@ void decodeServer(Sink& s, const Node& n, ServerConfig& out, const std::string& 
     TableReader zt(s, *z, "server.zmq_curve");
     out.zmq_curve.server_key_file = readPath(s, zt.get("server_key_file"), "server.zmq_curve.server_key_file", dir);
     out.zmq_curve.client_keys_dir = readPath(s, zt.get("client_keys_dir"), "server.zmq_curve.client_keys_dir", dir);
+    if (out.zmq_curve.server_key_file.has_value() != out.zmq_curve.client_keys_dir.has_value())
+      s.error(z->line, "server.zmq_curve", "set both `server_key_file` and `client_keys_dir`, or neither");
+    if (out.zmq_curve.server_key_file)
+      checkServerFile(s, zt.get("server_key_file")->line, "server.zmq_curve.server_key_file", *out.zmq_curve.server_key_file,
+                      "", "a CURVE secret key");
+    struct stat st {};
+    if (out.zmq_curve.client_keys_dir &&
+        (::stat(out.zmq_curve.client_keys_dir->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
+      s.error(zt.get("client_keys_dir")->line, "server.zmq_curve.client_keys_dir",
+              *out.zmq_curve.client_keys_dir + " is not a directory");
     zt.finish();
+  }
+  // DESIGN §6: the public ZeroMQ API off loopback is CURVE-only.
+  for (const auto& [value, key] : {std::pair{&out.zmq_listen, "server.zmq_listen"}, std::pair{&out.zmq_events, "server.zmq_events"}}) {
+    if (*value && publicTcpEndpoint(**value) && !out.zmq_curve.server_key_file) {
+      const Node* v = n.find(key + 7);
+      s.error(v ? v->line : n.line, key,
+              "`" + **value + "` is not a loopback address: set [server.zmq_curve] server_key_file and client_keys_dir "
+              "(CURVE keys) to expose the ZeroMQ API there");
+    }
   }
   t.finish();
 }

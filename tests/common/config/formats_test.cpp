@@ -338,12 +338,21 @@ struct Loaded {
   LoadResult result;
 };
 
+// The files [server.tls] and [server.zmq_curve] of the main files name (the loader checks them).
+void writeServerFiles(const TempDir& tmp) {
+  tmp.write("cert.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  tmp.write("key.pem", "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n");
+  tmp.write("curve/server.key", "secret-key = \"0000000000000000000000000000000000000000\"\n");
+  tmp.write("curve/clients/a.key", "0000000000000000000000000000000000000000\n");
+}
+
 Loaded loadSet(const std::string& ext, const char* main, const char* web, const char* worker) {
   TempDir tmp;
   std::string file = tmp.write("provisr." + ext, main);
   tmp.write("vars.env", "FROM_FILE=1\nexport QUOTED=\"a b\"\n");
   tmp.write("progs/web." + ext, web);
   tmp.write("progs/worker." + ext, worker);
+  writeServerFiles(tmp);
   tmp.write("progs/.hidden.toml", "garbage = ");
   tmp.write("progs/README.md", "not a program");
   tmp.write("progs/sub/nested.toml", "garbage = ");
@@ -376,6 +385,7 @@ TEST_CASE("every main-file key lands in the model", "[common]") {
   tmp.write("vars.env", "FROM_FILE=1\n");
   tmp.write("progs/web.toml", kWebToml);
   tmp.write("progs/worker.toml", kWorkerToml);
+  writeServerFiles(tmp);
   auto r = loadConfig(file, testOptions());
   INFO(dump(r.diagnostics));
   REQUIRE(r.ok());
@@ -436,6 +446,7 @@ TEST_CASE("every spec field lands in the model", "[common]") {
   tmp.write("vars.env", "FROM_FILE=1\n");
   std::string web_file = tmp.write("progs/web.toml", kWebToml);
   tmp.write("progs/worker.toml", kWorkerToml);
+  writeServerFiles(tmp);
   auto r = loadConfig(file, testOptions());
   INFO(dump(r.diagnostics));
   REQUIRE(r.ok());
