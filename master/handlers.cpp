@@ -470,6 +470,7 @@ void MasterCore::onUpdate(const Route& route, const proto::Envelope& env, CoreEf
       continue;
     }
     in.life.setPolicy(LifecyclePolicy::from(spec));
+    touch(n);
   }
   for (int i = 1; i <= spec.instances; ++i) addInstance(spec, spec.instances == 1 ? 1 : i);
   for (const auto& n : spec.instanceNames()) {
@@ -507,6 +508,7 @@ void MasterCore::onUpdate(const Route& route, const proto::Envelope& env, CoreEf
     for (auto& [n, in] : insts_) {
       if (in.program == old.name) in.life.setPolicy(LifecyclePolicy::from(old));
     }
+    resyncPlans_ = true;
     out.logs.push_back("update of " + old.name + " failed to start: back to the previous spec");
     for (int i = 1; i <= old.instances; ++i) addInstance(old, old.instances == 1 ? 1 : i);
     for (const auto& n : old.instanceNames()) apply(insts_.at(n), Event::start(), out);
@@ -575,6 +577,7 @@ void MasterCore::applyReload(const config::Config& next, CoreEffects& fx) {
   for (auto& [n, in] : insts_) {
     if (const auto* p = programOf(in)) in.life.setPolicy(LifecyclePolicy::from(*p));
   }
+  resyncPlans_ = true;
   for (const auto& p : cfg_.programs) {
     for (int i = 1; i <= p.instances; ++i) {
       const std::string name = p.instanceName(i);

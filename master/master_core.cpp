@@ -64,6 +64,7 @@ std::vector<config::ProgramSpec> MasterCore::effectivePrograms() const {
 MasterCore::Inst& MasterCore::addInstance(const config::ProgramSpec& spec, int index) {
   std::string name = spec.instanceName(index);
   auto it = insts_.find(name);
+  touch(name);
   if (it != insts_.end()) {
     it->second.forget = false;
     it->second.life.setPolicy(LifecyclePolicy::from(spec));
@@ -95,6 +96,8 @@ void MasterCore::setIntent(const std::string& instance, Intent intent) { (void)s
 
 void MasterCore::apply(Inst& in, const Event& ev, CoreEffects& fx) {
   const Effects r = in.life.apply(ev, clock_);
+  touch(in.name);
+  if (in.forget) forgetting_.insert(in.name);
   if (r.disposition == Disposition::kInvalid) {
     fx.logs.push_back(in.name + ": " + std::string(eventName(ev.kind)) + " cannot happen in state " +
                       std::string(stateName(r.from)) + " (dropped)");
@@ -245,10 +248,36 @@ std::optional<proto::InstanceStatus> MasterCore::status(const std::string& insta
   return statusOf(it->second, false);
 }
 
-StatusMap MasterCore::statusMap() const {
-  StatusMap m;
-  for (const auto& [n, in] : insts_) m[n] = master::statusOf(in.life);
-  return m;
+// An instance changed (state, exit, policy, or it came or went): the plans learn it before they
+// next judge anything.
+void MasterCore::touch(const std::string& instance) {
+  if (!plans_.empty()) touched_.push_back(instance);
+}
+
+void MasterCore::syncPlans() {
+  auto current = [this](const std::string& name) {
+    auto it = insts_.find(name);
+    return it == insts_.end() ? InstanceStatus{} : master::statusOf(it->second.life);
+  };
+  for (auto& ap : plans_) {
+    if (ap.synced && !resyncPlans_) continue;
+    for (const auto& n : ap.plan.instances()) ap.plan.update(n, current(n));
+    ap.synced = true;
+  }
+  resyncPlans_ = false;
+  if (touched_.empty()) return;
+  auto names = std::move(touched_);
+  touched_.clear();
+  for (const auto& n : names) {
+    const InstanceStatus st = current(n);
+    for (auto& ap : plans_) ap.plan.update(n, st);
+  }
+}
+
+std::uint64_t MasterCore::planWork() const {
+  std::uint64_t w = finishedPlanWork_;
+  for (const auto& ap : plans_) w += ap.plan.work();
+  return w;
 }
 
 void MasterCore::publishState(const Inst& in, State from, CoreEffects& fx) {
@@ -273,18 +302,24 @@ void MasterCore::publishState(const Inst& in, State from, CoreEffects& fx) {
 // ---- plans and waiters -------------------------------------------------------------------------
 
 void MasterCore::advancePlans(CoreEffects& fx) {
+  if (plans_.empty()) {
+    touched_.clear();
+    resyncPlans_ = false;
+    return;
+  }
   for (int round = 0; round < 1000; ++round) {
     bool issued = false;
-    for (auto& ap : plans_) {
-      const StatusMap sm = statusMap();
-      for (const auto& name : ap.plan.take(sm)) {
+    for (std::size_t k = 0; k < plans_.size(); ++k) {
+      syncPlans();  // what the plans before this one just issued
+      const Plan::Kind kind = plans_[k].plan.kind();
+      for (const auto& name : plans_[k].plan.take()) {
         auto it = insts_.find(name);
         if (it == insts_.end()) continue;
         issued = true;
-        apply(it->second, ap.plan.kind() == Plan::Kind::kStart ? Event::start() : Event::stop(), fx);
+        apply(it->second, kind == Plan::Kind::kStart ? Event::start() : Event::stop(), fx);
       }
-      if (ap.plan.kind() == Plan::Kind::kStart) {
-        for (const auto& b : ap.plan.blocked(statusMap())) {
+      if (kind == Plan::Kind::kStart) {
+        for (const auto& b : plans_[k].plan.blocked()) {
           auto it = insts_.find(b.instance);
           if (it != insts_.end() && it->second.life.lastStartError() != b.reason) it->second.life.setLastStartError(b.reason);
         }
@@ -292,32 +327,40 @@ void MasterCore::advancePlans(CoreEffects& fx) {
     }
     if (!issued) break;
   }
-  const StatusMap sm = statusMap();
-  plans_.erase(std::remove_if(plans_.begin(), plans_.end(), [&](const ActivePlan& ap) { return ap.plan.done(sm); }),
+  syncPlans();
+  plans_.erase(std::remove_if(plans_.begin(), plans_.end(),
+                              [&](const ActivePlan& ap) {
+                                if (!ap.plan.done()) return false;
+                                finishedPlanWork_ += ap.plan.work();
+                                return true;
+                              }),
                plans_.end());
 }
 
 bool MasterCore::settled(const Waiter& w) const {
-  for (const auto& name : w.instances) {
+  auto one = [&](const std::string& name) {
     auto it = insts_.find(name);
-    if (it == insts_.end()) continue;
+    if (it == insts_.end()) return true;
     const Inst& in = it->second;
     const State s = in.life.state();
     if (in.life.pending()) return false;
-    if (w.stop) {
-      if (!atRest(s)) return false;
-      continue;
-    }
-    if (s == State::kRunning || s == State::kExited || s == State::kFatal) continue;
+    if (w.stop) return atRest(s);
+    if (s == State::kRunning || s == State::kExited || s == State::kFatal) return true;
     if (s == State::kStopped) {
-      if (!in.life.lastStartError().empty()) continue;  // blocked by a dependency
-      bool planned = std::any_of(plans_.begin(), plans_.end(), [&](const ActivePlan& ap) {
-        auto names = ap.plan.instances();
-        return std::find(names.begin(), names.end(), name) != names.end();
-      });
-      if (!planned) continue;
+      if (!in.life.lastStartError().empty()) return true;  // blocked by a dependency
+      return std::none_of(plans_.begin(), plans_.end(), [&](const ActivePlan& ap) { return ap.plan.contains(name); });
     }
     return false;
+  };
+  // Instances settle about in order: go on from the first one not seen settled, then check them
+  // all once before answering yes (one may have moved again since).
+  for (; w.checked < w.instances.size(); ++w.checked)
+    if (!one(w.instances[w.checked])) return false;
+  for (std::size_t k = 0; k < w.instances.size(); ++k) {
+    if (!one(w.instances[k])) {
+      w.checked = k;
+      return false;
+    }
   }
   return true;
 }
@@ -342,18 +385,25 @@ void MasterCore::settleWaiters(CoreEffects& fx, bool timeoutsOnly) {
 }
 
 void MasterCore::forgetDown(CoreEffects& fx) {
-  for (auto it = insts_.begin(); it != insts_.end();) {
+  for (auto f = forgetting_.begin(); f != forgetting_.end();) {
+    auto it = insts_.find(*f);
+    if (it == insts_.end() || !it->second.forget) {
+      f = forgetting_.erase(f);
+      continue;
+    }
     Inst& in = it->second;
-    if (in.forget && atRest(in.life.state()) && !in.life.pending()) {
+    if (atRest(in.life.state()) && !in.life.pending()) {
       timers_.erase(TimerKey{in.name, TimerKind::kStartDuration});
       timers_.erase(TimerKey{in.name, TimerKind::kRetry});
       timers_.erase(TimerKey{in.name, TimerKind::kRestart});
       timers_.erase(TimerKey{in.name, TimerKind::kStopTimeout});
       store_.forgetInstance(in.name);
       fx.logs.push_back("forgot instance " + in.name);
-      it = insts_.erase(it);
+      touch(in.name);
+      insts_.erase(it);
+      f = forgetting_.erase(f);
     } else {
-      ++it;
+      ++f;
     }
   }
 }
@@ -666,6 +716,7 @@ void MasterCore::onSnapshotReply(const proto::Envelope& env, CoreEffects& fx) {
         for (const auto& n : p.instanceNames()) wanted.insert(n);
       }
       for (auto it = insts_.begin(); it != insts_.end();) it = wanted.count(it->first) ? std::next(it) : insts_.erase(it);
+      resyncPlans_ = true;
       for (auto& [n, in] : insts_) {
         auto rc = persisted_.restarts.find(n);
         if (rc != persisted_.restarts.end()) in.life.setRestarts(rc->second);

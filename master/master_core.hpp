@@ -95,6 +95,8 @@ class MasterCore {
 
   // Introspection for tests.
   bool ready() const { return link_ == Link::kReady; }
+  // The plans' work so far (Plan::work of the active plans plus the finished ones).
+  std::uint64_t planWork() const;
   std::uint64_t epoch() const { return epoch_; }
   bool continuing() const { return continuing_; }
   const config::Config& config() const { return cfg_; }
@@ -163,10 +165,12 @@ class MasterCore {
     std::vector<proto::PlanStep> plan;
     std::optional<MonoTime> deadline;
     std::function<void(CoreEffects&, bool timedOut)> done;  // optional custom completion
+    mutable std::size_t checked = 0;  // instances[0..checked) were seen settled (settled() re-checks all at the end)
   };
 
   struct ActivePlan {
     Plan plan;
+    bool synced = false;  // holds the status of each of its instances (set on the first advance)
   };
 
   // Logs requests relayed to the spawner, one LogTail per instance.
@@ -208,7 +212,8 @@ class MasterCore {
   void resendStop(Inst& in, CoreEffects& fx);
   proto::ChildSpec childSpec(const Inst& in, std::uint64_t generation) const;
   proto::InstanceStatus statusOf(const Inst& in, bool sample) const;
-  StatusMap statusMap() const;
+  void touch(const std::string& instance);
+  void syncPlans();
   void afterChange(CoreEffects& fx);
   void flushSpawns(CoreEffects& fx);
   void advancePlans(CoreEffects& fx);
@@ -268,8 +273,12 @@ class MasterCore {
   std::map<std::string, Inst> insts_;
   std::map<TimerKey, Armed> timers_;
   std::vector<ActivePlan> plans_;
+  std::vector<std::string> touched_;  // instances whose status the plans have not seen yet
+  bool resyncPlans_ = false;          // many instances changed at once (policies, reconciliation)
+  std::set<std::string> forgetting_;  // instances marked `forget`, removed once down
   std::map<std::uint64_t, Waiter> waiters_;
   std::uint64_t nextToken_ = 1;
+  std::uint64_t finishedPlanWork_ = 0;
   std::map<std::uint64_t, LogsCall> logsCalls_;
 
   Link link_ = Link::kHello;

@@ -153,7 +153,7 @@ Result<Plan> makePlan(Plan::Kind kind, const std::vector<ProgramSpec>& programs,
       for (const auto& d : deps) plan.dependents_[d].push_back(name);
       for (const auto& inst : spec.instanceNames()) {
         plan.by_program_[name].push_back(plan.nodes_.size());
-        plan.nodes_.push_back(Plan::Node{inst, name, b, selected.count(name) > 0, deps});
+        plan.nodes_.push_back(Plan::Node{inst, name, b, selected.count(name) > 0, deps, 0, 0});
       }
     }
   }
@@ -163,6 +163,7 @@ Result<Plan> makePlan(Plan::Kind kind, const std::vector<ProgramSpec>& programs,
     plan.by_program_.clear();
     for (std::size_t i = 0; i < plan.nodes_.size(); ++i) plan.by_program_[plan.nodes_[i].program].push_back(i);
   }
+  plan.index();
   return plan;
 }
 
@@ -174,47 +175,230 @@ Result<Plan> stopPlan(const std::vector<ProgramSpec>& programs, const std::vecto
   return makePlan(Plan::Kind::kStop, programs, selection);
 }
 
-// A dependency failed once the plan has tried it (an old fatal/exit does not count before that):
-// an instance ended fatal or exited with a failure, it was dropped while down, or it is itself
-// blocked by a failed dependency of its own.
-std::optional<std::string> Plan::dependencyFailure(const std::string& program, const StatusMap& states) const {
-  auto it = by_program_.find(program);
-  if (it == by_program_.end()) return std::nullopt;
-  for (std::size_t i : it->second) {
-    const Node& n = nodes_[i];
-    const InstanceStatus st = lookup(states, n.instance);
-    if (dropped_.count(n.instance) && st.state != State::kRunning && !(st.state == State::kExited && st.exit_success))
-      return "dependency " + program + " was stopped";
-    if (!issued_.count(n.instance)) continue;
-    if (st.state == State::kFatal || (st.state == State::kExited && !st.exit_success))
-      return describeFailure(program, st);
+// ---- the live state of a plan ------------------------------------------------------------------
+
+void Plan::index() {
+  live_.assign(nodes_.size(), Live{});
+  index_.clear();
+  progs_.clear();
+  segs_.clear();
+  queue_.clear();
+  blocked_.clear();
+  opened_ = 0;
+  std::map<std::string, std::size_t> pidx;
+  for (const auto& band : bands_) {
+    for (const auto& name : band.programs) {
+      pidx.emplace(name, progs_.size());
+      progs_.push_back(Prog{});
+      progs_.back().name = name;
+    }
   }
-  for (const auto& dep : all_depends_.at(program))
-    if (auto why = dependencyFailure(dep, states)) return "dependency " + program + " is blocked: " + *why;
-  return std::nullopt;
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    Node& n = nodes_[i];
+    index_.emplace(n.instance, i);
+    n.prog = pidx.at(n.program);
+    progs_[n.prog].nodes.push_back(i);
+    progs_[n.prog].undecided.push_back(i);
+    if (i == 0 || n.band != nodes_[i - 1].band) segs_.push_back(Seg{i, i, 0, {}});
+    n.seg = segs_.size() - 1;
+    Seg& seg = segs_.back();
+    seg.end = i + 1;
+    ++seg.unsettled;  // nothing is settled before it is judged
+    seg.undecided.push_back(i);
+  }
+  for (std::size_t p = 0; p < progs_.size(); ++p) {
+    for (const auto& d : all_depends_.at(progs_[p].name)) {
+      const std::size_t q = pidx.at(d);
+      progs_[p].deps.push_back(q);
+      progs_[q].dependents.push_back(p);
+    }
+  }
+  for (std::size_t p = 0; p < progs_.size(); ++p) {
+    if (kind_ == Kind::kStop) {
+      // A node waits for the programs depending on its own to be down.
+      progs_[p].affects = progs_[p].deps;
+      continue;
+    }
+    // A node waits for its dependencies, and is blocked by any failure below them.
+    std::vector<char> seen(progs_.size(), 0);
+    std::vector<std::size_t> todo{p};
+    while (!todo.empty()) {
+      const std::size_t q = todo.back();
+      todo.pop_back();
+      for (std::size_t d : progs_[q].dependents) {
+        if (seen[d]) continue;
+        seen[d] = 1;
+        progs_[p].affects.push_back(d);
+        todo.push_back(d);
+      }
+    }
+  }
 }
 
-// Satisfied: every instance running, or exited with a success code (a one-shot), after the plan
-// handled it — so a dependency this plan is about to re-run is not taken for its old result.
-bool Plan::dependencySatisfied(const std::string& program, const StatusMap& states) const {
-  auto it = by_program_.find(program);
-  if (it == by_program_.end()) return true;
-  for (std::size_t i : it->second) {
-    const Node& n = nodes_[i];
-    if (!issued_.count(n.instance) && !dropped_.count(n.instance)) return false;
-    const InstanceStatus st = lookup(states, n.instance);
-    if (!(st.state == State::kRunning || (st.state == State::kExited && st.exit_success))) return false;
+namespace {
+bool sameStatus(const InstanceStatus& a, const InstanceStatus& b) {
+  return a.state == b.state && a.exit_success == b.exit_success && a.exit_code == b.exit_code &&
+         a.exit_signal == b.exit_signal;
+}
+bool upish(const InstanceStatus& st) {
+  return st.state == State::kRunning || (st.state == State::kExited && st.exit_success);
+}
+constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+}  // namespace
+
+void Plan::setSettled(std::size_t i, bool settled) {
+  Live& l = live_[i];
+  if (l.settled == settled) return;
+  l.settled = settled;
+  Seg& seg = segs_[nodes_[i].seg];
+  if (settled) {
+    --seg.unsettled;
+  } else {
+    ++seg.unsettled;
   }
+}
+
+void Plan::enqueue(std::size_t i) {
+  if (!undecided(i)) return;
+  setSettled(i, false);  // until judged again
+  Live& l = live_[i];
+  if (l.queued) return;
+  l.queued = true;
+  queue_.push_back(i);
+  std::push_heap(queue_.begin(), queue_.end(), std::greater<>());
+}
+
+void Plan::enqueueUndecided(std::vector<std::size_t>& list) {
+  std::size_t keep = 0;
+  for (std::size_t k = 0; k < list.size(); ++k) {
+    const std::size_t i = list[k];
+    if (!undecided(i)) continue;
+    list[keep++] = i;
+    enqueue(i);
+  }
+  list.resize(keep);
+}
+
+// Node i changed (its status, issued or dropped): its share of its program's dependency
+// state, its own settledness, and the nodes whose judgement may follow from it.
+void Plan::refresh(std::size_t i) {
+  ++work_;
+  Live& l = live_[i];
+  Prog& p = progs_[nodes_[i].prog];
+  const State s = l.st.state;
+  const bool fail = (l.dropped && !upish(l.st)) ||
+                    (l.issued && (s == State::kFatal || (s == State::kExited && !l.st.exit_success)));
+  const bool sat = (l.issued || l.dropped) && upish(l.st);
+  const bool up = !l.dropped && !isDown(s);
+
+  const bool wasSatisfied = p.satisfied == p.nodes.size();
+  const bool wasUp = p.up > 0;
+  const std::size_t firstFailBefore = p.failing.empty() ? kNone : *p.failing.begin();
+  if (fail != l.fail) {
+    if (fail) {
+      p.failing.insert(i);
+    } else {
+      p.failing.erase(i);
+    }
+  }
+  if (sat != l.sat) p.satisfied = sat ? p.satisfied + 1 : p.satisfied - 1;
+  if (up != l.up) p.up = up ? p.up + 1 : p.up - 1;
+  l.fail = fail;
+  l.sat = sat;
+  l.up = up;
+  const std::size_t firstFail = p.failing.empty() ? kNone : *p.failing.begin();
+
+  bool flipped = false;
+  if (kind_ == Kind::kStart) {
+    // The reason a dependent is blocked names the first failed instance: a change of that
+    // instance, or of which one is first, rewrites it.
+    flipped = wasSatisfied != (p.satisfied == p.nodes.size()) || firstFailBefore != firstFail || firstFail == i;
+  } else {
+    flipped = wasUp != (p.up > 0);
+  }
+  if (flipped)
+    for (std::size_t a : p.affects) enqueueUndecided(progs_[a].undecided);
+
+  if (l.dropped) {
+    setSettled(i, true);
+  } else if (l.issued) {
+    setSettled(i, kind_ == Kind::kStart ? isStartEnd(s) : isDown(s));
+  } else {
+    enqueue(i);  // its own state changed what it may do
+  }
+}
+
+void Plan::setStatus(std::size_t i, const InstanceStatus& st) {
+  if (sameStatus(live_[i].st, st)) return;
+  live_[i].st = st;
+  refresh(i);
+}
+
+bool Plan::update(const std::string& instance, const InstanceStatus& status) {
+  auto it = index_.find(instance);
+  if (it == index_.end()) return false;
+  setStatus(it->second, status);
   return true;
 }
 
-Plan::Judgement Plan::judgeStart(const Node& n, const StatusMap& states) const {
-  const InstanceStatus st = lookup(states, n.instance);
-  if (issued_.count(n.instance)) return {isStartEnd(st.state) ? Verdict::kDone : Verdict::kWait, {}};
-  for (const auto& dep : n.depends_on)
-    if (auto why = dependencyFailure(dep, states)) return {Verdict::kBlocked, *why};
-  for (const auto& dep : n.depends_on)
-    if (!dependencySatisfied(dep, states)) return {Verdict::kWait, {}};
+void Plan::sync(const StatusMap& states) {
+  for (std::size_t i = 0; i < nodes_.size(); ++i) setStatus(i, lookup(states, nodes_[i].instance));
+}
+
+void Plan::drop(const std::string& instance) {
+  auto it = index_.find(instance);
+  if (it == index_.end()) return;
+  const std::size_t i = it->second;
+  if (live_[i].dropped) return;
+  live_[i].dropped = true;
+  blocked_.erase(i);
+  refresh(i);
+}
+
+std::size_t Plan::firstUnsettled() const {
+  for (std::size_t s = 0; s < segs_.size(); ++s)
+    if (segs_[s].unsettled > 0) return s;
+  return segs_.size();
+}
+
+bool Plan::segOpen(std::size_t seg) const {
+  for (std::size_t s = 0; s < seg; ++s)
+    if (segs_[s].unsettled > 0) return false;
+  return true;
+}
+
+// A dependency failed once the plan has tried it (an old fatal/exit does not count before that):
+// an instance ended fatal or exited with a failure, it was dropped while down, or it is itself
+// blocked by a failed dependency of its own.
+std::optional<std::string> Plan::failure(std::size_t prog) const {
+  const Prog& p = progs_[prog];
+  if (!p.failing.empty()) {
+    const Live& l = live_[*p.failing.begin()];
+    if (l.dropped && !upish(l.st)) return "dependency " + p.name + " was stopped";
+    return describeFailure(p.name, l.st);
+  }
+  for (std::size_t d : p.deps)
+    if (auto why = failure(d)) return "dependency " + p.name + " is blocked: " + *why;
+  return std::nullopt;
+}
+
+// What an undecided node (neither issued nor dropped) in an open segment may do now.
+// A start waits until every dependency is satisfied: every instance running, or exited with a
+// success code (a one-shot), after the plan handled it — so a dependency this plan is about to
+// re-run is not taken for its old result. A stop waits for its dependents to be down.
+Plan::Judgement Plan::judge(std::size_t i) const {
+  const Node& n = nodes_[i];
+  const InstanceStatus& st = live_[i].st;
+  if (kind_ == Kind::kStop) {
+    if (isDown(st.state)) return {Verdict::kConsume, {}};
+    for (std::size_t d : progs_[n.prog].dependents)
+      if (progs_[d].up > 0) return {Verdict::kWait, {}};
+    return {Verdict::kIssue, {}};
+  }
+  for (std::size_t d : progs_[n.prog].deps)
+    if (auto why = failure(d)) return {Verdict::kBlocked, *why};
+  for (std::size_t d : progs_[n.prog].deps)
+    if (progs_[d].satisfied < progs_[d].nodes.size()) return {Verdict::kWait, {}};
   switch (st.state) {
     case State::kRunning:
     case State::kStarting:
@@ -232,44 +416,62 @@ Plan::Judgement Plan::judgeStart(const Node& n, const StatusMap& states) const {
   return {Verdict::kWait, {}};
 }
 
-Plan::Judgement Plan::judgeStop(const Node& n, const StatusMap& states) const {
-  const InstanceStatus st = lookup(states, n.instance);
-  if (isDown(st.state)) return {issued_.count(n.instance) ? Verdict::kDone : Verdict::kConsume, {}};
-  if (issued_.count(n.instance)) return {Verdict::kWait, {}};
-  // Dependents go down before what they depend on (same band; other bands are ordered already).
-  auto it = dependents_.find(n.program);
-  if (it != dependents_.end())
-    for (const auto& p : it->second)
-      for (std::size_t i : by_program_.at(p))
-        if (!dropped_.count(nodes_[i].instance) && !isDown(lookup(states, nodes_[i].instance).state))
-          return {Verdict::kWait, {}};
-  return {Verdict::kIssue, {}};
+// Consuming what needs nothing can open the next segment or satisfy a dependency, so one call
+// goes on until nothing is left to judge: the caller may not get another state change to call
+// again on (everything already running, for one).
+std::vector<std::size_t> Plan::process(bool issue) {
+  std::vector<std::size_t> out;
+  for (;;) {
+    while (!queue_.empty()) {
+      std::pop_heap(queue_.begin(), queue_.end(), std::greater<>());
+      const std::size_t i = queue_.back();
+      queue_.pop_back();
+      live_[i].queued = false;
+      if (!undecided(i) || !segOpen(nodes_[i].seg)) continue;  // a closed segment is judged when it opens
+      ++work_;
+      Judgement j = judge(i);
+      if (j.verdict == Verdict::kBlocked) {
+        blocked_[i] = std::move(j.reason);
+        setSettled(i, true);
+        continue;
+      }
+      blocked_.erase(i);
+      const bool goes = j.verdict == Verdict::kIssue || j.verdict == Verdict::kConsume;
+      if (goes && issue) {
+        live_[i].issued = true;
+        if (j.verdict == Verdict::kIssue) {
+          out.push_back(i);
+          // On its way from now on: its old state (an earlier exit, say) must not satisfy anyone.
+          live_[i].st = InstanceStatus{kind_ == Kind::kStart ? State::kStarting : State::kStopping, false,
+                                       std::nullopt, std::nullopt};
+        }
+        refresh(i);
+      } else {
+        setSettled(i, kind_ == Kind::kStop && j.verdict == Verdict::kConsume);
+      }
+    }
+    // Segments up to the first unsettled one are open; those that just opened are judged.
+    const std::size_t open = std::min(firstUnsettled() + 1, segs_.size());
+    if (open <= opened_) {
+      opened_ = open;
+      break;
+    }
+    for (std::size_t s = opened_; s < open; ++s) enqueueUndecided(segs_[s].undecided);
+    opened_ = open;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
-std::vector<Plan::Judgement> Plan::evaluate(const StatusMap& states) const {
-  std::vector<Judgement> out(nodes_.size());
-  bool gate_open = true;       // every earlier band has settled
-  bool band_settled = true;    // every node of the current band so far has settled
-  for (std::size_t i = 0; i < nodes_.size(); ++i) {
-    if (i > 0 && nodes_[i].band != nodes_[i - 1].band) {
-      gate_open = gate_open && band_settled;
-      band_settled = true;
-    }
-    const Node& n = nodes_[i];
-    Judgement j;
-    if (dropped_.count(n.instance)) {
-      j.verdict = Verdict::kDone;
-    } else if (!gate_open) {
-      j.verdict = Verdict::kWait;
-    } else {
-      j = kind_ == Kind::kStart ? judgeStart(n, states) : judgeStop(n, states);
-    }
-    const bool settled = j.verdict == Verdict::kDone || j.verdict == Verdict::kBlocked ||
-                         (kind_ == Kind::kStop && j.verdict == Verdict::kConsume);
-    band_settled = band_settled && settled;
-    out[i] = std::move(j);
-  }
+std::vector<std::string> Plan::take() {
+  std::vector<std::string> out;
+  for (std::size_t i : process(true)) out.push_back(nodes_[i].instance);
   return out;
+}
+
+std::vector<std::string> Plan::take(const StatusMap& states) {
+  sync(states);
+  return take();
 }
 
 std::vector<std::string> Plan::ready(const StatusMap& states) const {
@@ -277,54 +479,39 @@ std::vector<std::string> Plan::ready(const StatusMap& states) const {
   return preview.take(states);
 }
 
-// Consuming what needs nothing can open the next band or satisfy a dependency, so one call goes
-// on until a pass changes nothing: the caller may not get another state change to call again on
-// (everything already running, for one).
-std::vector<std::string> Plan::take(const StatusMap& states) {
-  std::vector<std::string> out;
-  // What is issued now is on its way from the next pass on: its old state (an earlier exit, say)
-  // must not satisfy anyone.
-  StatusMap view = states;
-  for (bool progress = true; progress;) {
-    progress = false;
-    const auto js = evaluate(view);
-    for (std::size_t i = 0; i < nodes_.size(); ++i) {
-      const Verdict v = js[i].verdict;
-      if (v != Verdict::kIssue && v != Verdict::kConsume) continue;
-      if (!issued_.insert(nodes_[i].instance).second) continue;
-      if (v == Verdict::kIssue) {
-        out.push_back(nodes_[i].instance);
-        view[nodes_[i].instance] = InstanceStatus{kind_ == Kind::kStart ? State::kStarting : State::kStopping,
-                                                  false, std::nullopt, std::nullopt};
-      }
-      progress = true;
-    }
+std::vector<Blocked> Plan::blocked() const {
+  if (!queue_.empty()) {
+    Plan preview = *this;
+    preview.process(false);
+    return preview.blocked();
   }
-  // Plan order, whatever pass found them.
-  std::vector<std::string> ordered;
-  for (const auto& n : nodes_)
-    if (std::find(out.begin(), out.end(), n.instance) != out.end()) ordered.push_back(n.instance);
-  return ordered;
-}
-
-std::vector<Blocked> Plan::blocked(const StatusMap& states) const {
   std::vector<Blocked> out;
-  const auto js = evaluate(states);
-  for (std::size_t i = 0; i < nodes_.size(); ++i)
-    if (js[i].verdict == Verdict::kBlocked) out.push_back(Blocked{nodes_[i].instance, js[i].reason});
+  for (const auto& [i, reason] : blocked_)
+    if (segOpen(nodes_[i].seg)) out.push_back(Blocked{nodes_[i].instance, reason});
   return out;
 }
 
-void Plan::drop(const std::string& instance) { dropped_.insert(instance); }
+std::vector<Blocked> Plan::blocked(const StatusMap& states) const {
+  Plan preview = *this;
+  preview.sync(states);
+  preview.process(false);
+  return preview.blocked();
+}
+
+bool Plan::done() const {
+  if (!queue_.empty()) {
+    Plan preview = *this;
+    if (!preview.process(true).empty()) return false;
+    return preview.done();
+  }
+  return firstUnsettled() == segs_.size();
+}
 
 bool Plan::done(const StatusMap& states) const {
   Plan preview = *this;
-  if (!preview.take(states).empty()) return false;
-  const auto js = preview.evaluate(states);
-  return std::all_of(js.begin(), js.end(), [this](const Judgement& j) {
-    return j.verdict == Verdict::kDone || j.verdict == Verdict::kBlocked ||
-           (kind_ == Kind::kStop && j.verdict == Verdict::kConsume);
-  });
+  preview.sync(states);
+  if (!preview.process(true).empty()) return false;
+  return preview.done();
 }
 
 std::vector<std::string> Plan::instances() const {
