@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Profiles provisr on the bench workloads (perf record with the cpu-clock software event, strace).
 
-usage: bench/profile.py --bin DIR --child PATH --out DIR [WHAT...]   (WHAT: start http cli log idle restart)
+usage: bench/profile.py --bin DIR --child PATH --out DIR [WHAT...]   (WHAT: start startcpu http cli log idle restart)
 Writes OUT/<what>.txt (perf report summaries); run by hand after scripts/bench.sh, see bench/PROFILE.md.
 """
 import argparse
@@ -68,6 +68,25 @@ def p_start(a):
     perf_report(data, os.path.join(a.out, "start.txt"))
     with open(os.path.join(a.out, "start.txt"), "a") as f:
         f.write(f"CPU seconds by component after the start of {a.n}: {ticks}\n")
+
+
+def p_startcpu(a):
+    """The cold start of N without perf: seconds until all run, then CPU seconds of each component
+    (what the start cost each one), then the stop of all."""
+    p, secs = bench.started(bench.Provisr, a.n, timeout=600)
+    try:
+        ticks = {k: bench.cpu_ticks([v]) / bench.HZ for k, v in comps(p).items()}
+        t0 = time.monotonic()
+        subprocess.run(p.stop_cmd(), env=p.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+        stop = bench.wait_until(lambda: bench.count_children() == 0, 300, "children stopped") - t0
+        after = {k: bench.cpu_ticks([v]) / bench.HZ for k, v in comps(p).items()}
+    finally:
+        p.teardown()
+    line = (f"start of {a.n}: {secs:.2f} s, CPU s by component {ticks}; stop all: {stop:.2f} s, "
+            f"CPU s by component after the stop {after}")
+    bench.log(line)
+    with open(os.path.join(a.out, "startcpu.txt"), "a") as f:
+        f.write(f"{a.bin}: {line}\n")
 
 
 def p_http(a):
