@@ -21,9 +21,6 @@ namespace {
 
 Error sysError(const std::string& what) { return makeError(ErrorCode::kInternal, what + ": " + std::strerror(errno)); }
 
-// The groups still holding a process (EPERM: alive, not ours to signal).
-bool groupAlive(pid_t pgid) { return ::kill(-pgid, 0) == 0 || errno == EPERM; }
-
 }  // namespace
 
 Result<std::unique_ptr<FdStore>> FdStore::listen(EventLoop& loop, const std::string& path) {
@@ -89,9 +86,10 @@ void FdStore::onAccept() {
   }
 }
 
-void FdStore::onReadable(int fd) {
-  std::vector<char>& buf = rxbuf_;
-  for (int budget = 64; budget > 0; --budget) {
+void FdStore::onReadable(int fd) { readPending(fd, rxbuf_, 64); }
+
+void FdStore::readPending(int fd, std::vector<char>& buf, std::size_t maxMessages) {
+  for (std::size_t budget = maxMessages; budget > 0; --budget) {
     if (conns_.count(fd) == 0) return;
     // recvWithFds owns every fd first, so nothing leaks whatever the message turns out to be.
     RecvWithFds got = recvWithFds(fd, buf.data(), buf.size(), MSG_DONTWAIT);
@@ -140,14 +138,20 @@ void FdStore::handle(Conn& c, const char* data, std::size_t size, std::vector<Un
         queue(fd, proto::encodeError(env->id, r.error()));
         return;
       }
-      table_.release(FdKey{r->key, r->generation});  // an unknown entry: already released
-      table_.pruneGroups(groupAlive);
+      table_.release(FdKey{r->key, r->generation}, bootTicksNow());  // an unknown entry: already released
+      table_.pruneGroups([](const GroupRef& g) { return groupAlive(g); });
       return;
     }
-    case proto::MsgType::kWithdraw:
+    case proto::MsgType::kWithdraw: {
+      const std::uint64_t id = env->id;
+      // What a previous spawner sent before it died (deposits of children it had just forked,
+      // releases) may still wait unread on its connection: apply all of it first, or the new
+      // spawner would miss those children (and a late release would drop an entry it adopted).
+      drainOthers(fd);
       logLine("fd store: withdraw of " + std::to_string(table_.size()) + " entries");
-      queue(fd, WithdrawCursor{std::nullopt, env->id});
+      queue(fd, WithdrawCursor{std::nullopt, id});
       return;
+    }
     default:
       queue(fd, proto::encodeError(env->id, ErrorCode::kUnknownMessage,
                                    std::string("not a fd store request: ") + std::string(proto::msgTypeName(env->type))));
@@ -155,8 +159,20 @@ void FdStore::handle(Conn& c, const char* data, std::size_t size, std::vector<Un
   }
 }
 
+void FdStore::drainOthers(int except) {
+  if (draining_) return;
+  draining_ = true;
+  std::vector<char> buf(kMaxDatagram);  // the caller's message may still live in rxbuf_
+  std::vector<int> others;
+  for (const auto& [fd, c] : conns_) {
+    if (fd != except) others.push_back(fd);
+  }
+  for (int fd : others) readPending(fd, buf, std::size_t{1} << 16);  // until EAGAIN or the peer's close
+  draining_ = false;
+}
+
 bool FdStore::onReaped(pid_t pid, int rawStatus, std::int64_t atMs) {
-  auto ex = table_.recordExit(pid, rawStatus, atMs);
+  auto ex = table_.recordExit(pid, rawStatus, atMs, bootTicksNow());
   if (!ex) return false;
   const std::string bytes = proto::encode(*ex, 0);
   std::vector<int> targets;

@@ -56,6 +56,10 @@ class FdStore {
   FdStore(EventLoop& loop, UniqueFd listener, std::string path);
   void onAccept();
   void onReadable(int fd);
+  // Reads and applies up to `maxMessages` datagrams of `fd` into `buf`; drops it on close.
+  void readPending(int fd, std::vector<char>& buf, std::size_t maxMessages);
+  // Applies everything already sent on every connection but `except` (before a Withdraw).
+  void drainOthers(int except);
   void handle(Conn& c, const char* data, std::size_t size, std::vector<UniqueFd> fds);
   void queue(int fd, OutItem item);
   void flush(int fd);  // sends what it can; closes the connection on a hard error
@@ -67,6 +71,7 @@ class FdStore {
   FdTable table_;
   std::map<int, Conn> conns_;
   std::vector<char> rxbuf_;  // one datagram; allocated once
+  bool draining_ = false;
 };
 
 }  // namespace provisr::keeper

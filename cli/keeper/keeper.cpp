@@ -319,8 +319,8 @@ void Keeper::beginShutdown() {
 void Keeper::forceShutdown() {
   forced_ = true;
   if (exitCode_ == 0) exitCode_ = 1;
-  for (pid_t g : store_->table().groups()) {
-    if (::kill(-g, SIGKILL) == 0) logLine("killed process group " + std::to_string(g));
+  for (const GroupRef& g : store_->table().groupRefs()) {
+    if (signalGroup(g, SIGKILL)) logLine("killed process group " + std::to_string(g.pgid));
   }
   for (Component c : kComponents) {
     const auto& s = sup_.status(c);
@@ -355,9 +355,11 @@ void Keeper::progressShutdown() {
 void Keeper::startDrain() {
   phase_ = Phase::kDraining;
   // The master stopped every program; what is left of a managed process group is a leftover.
-  store_->table().pruneGroups([](pid_t g) { return ::kill(-g, 0) == 0 || errno == EPERM; });
-  for (pid_t g : store_->table().groups()) {
-    if (::kill(-g, SIGKILL) == 0) logLine("killed leftovers of process group " + std::to_string(g));
+  // Each group is named through its leader's pidfd (or checked first), so an id reused after pid
+  // wraparound by an unrelated group is left alone (fd_table.hpp, signalGroup).
+  store_->table().pruneGroups([](const GroupRef& g) { return groupAlive(g); });
+  for (const GroupRef& g : store_->table().groupRefs()) {
+    if (signalGroup(g, SIGKILL)) logLine("killed leftovers of process group " + std::to_string(g.pgid));
   }
   // Anything else we inherited (a daemon that left its group with setsid) gets a grace period.
   const auto stragglers = childrenOf(::getpid());

@@ -293,7 +293,52 @@ TEST_CASE("fd store: the keeper reaps a managed child it inherited and reports E
   CHECK(k.waitExit(keeper) == 0);
 }
 
-TEST_CASE("keeper: a spawner that outlived its keeper is used, watched, and replaced when it exits", "[cli][keeper]") {
+TEST_CASE("fd store: a withdraw applies first everything a dead spawner sent however much of it is unread", "[cli][keeper]") {
+  KeeperRun k;
+  const pid_t keeper = k.start();
+  const std::string sock = k.runDir() + "/keeper/fdstore.sock";
+  REQUIRE(waitFor([&] { return fdStoreReady(sock); }));
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  // The keeper is stopped while the old spawner deposits and dies and the new one asks, so all of
+  // it waits unread at once, more than the keeper reads from one connection in a turn (64).
+  REQUIRE(::kill(keeper, SIGSTOP) == 0);
+  int sent = 0;
+  {
+    FdStoreClient old(sock);
+    REQUIRE(old.connected());
+    for (int i = 0; i < 160; ++i) {
+      proto::Deposit d = deposit("job-" + std::to_string(i), 1, {proto::FdKind::kStdoutPipe});
+      if (!old.sendNow(proto::encode(d, static_cast<std::uint64_t>(i + 1)), {p[0]})) break;
+      ++sent;
+    }
+  }
+  FdStoreClient next(sock);  // queued in the listen backlog
+  const bool asked = next.connected() && next.send(proto::encode(proto::Withdraw{}, 900));
+  REQUIRE(::kill(keeper, SIGCONT) == 0);
+  REQUIRE(asked);
+  REQUIRE(sent > 64);
+  std::size_t entries = 0;
+  for (;;) {
+    auto r = next.receive();
+    REQUIRE(r);
+    for (int fd : r->fds) ::close(fd);
+    auto env = proto::decodeEnvelope(r->bytes.data(), r->bytes.size());
+    REQUIRE(env.ok());
+    auto chunk = proto::decodeBody<proto::WithdrawChunk>(*env);
+    REQUIRE(chunk.ok());
+    entries += chunk->entries.size();
+    if (chunk->last) break;
+  }
+  INFO(k.log());
+  CHECK(entries == static_cast<std::size_t>(sent));
+  ::close(p[0]);
+  ::close(p[1]);
+  REQUIRE(::kill(keeper, SIGTERM) == 0);
+  CHECK(k.waitExit(keeper) == 0);
+}
+
+TEST_CASE("keeper: a spawner that outlived its keeper is used watched and replaced when it exits", "[cli][keeper]") {
   Subreaper reaper;
   KeeperRun k;
   const pid_t first = k.start();

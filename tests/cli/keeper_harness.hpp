@@ -218,6 +218,10 @@ class FdStoreClient {
   bool send(const std::string& bytes, const std::vector<int>& fds = {}) {
     return sendWithFds(fd_, bytes, fds, MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
   }
+  // Without blocking: false when the socket buffer is full.
+  bool sendNow(const std::string& bytes, const std::vector<int>& fds = {}) {
+    return sendWithFds(fd_, bytes, fds, MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(bytes.size());
+  }
 
   struct Received {
     std::string bytes;

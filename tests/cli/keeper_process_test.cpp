@@ -30,7 +30,7 @@ bool allStarted(const KeeperRun& k) {
 
 }  // namespace
 
-TEST_CASE("keeper: starts spawner, master, gateway in order with the secret — refuses a second keeper — SIGTERM stops all", "[cli][keeper]") {
+TEST_CASE("keeper: starts spawner master gateway in order with the secret — refuses a second keeper — SIGTERM stops all", "[cli][keeper]") {
   KeeperRun k;
   const pid_t keeper = k.start();
   REQUIRE(waitFor([&] { return allStarted(k) && k.log().find("started gateway") != std::string::npos; }));
@@ -116,7 +116,7 @@ TEST_CASE("keeper: starts spawner, master, gateway in order with the secret — 
   for (const char* c : {"keeper", "spawner", "master", "gateway"}) CHECK(j[c]["state"] == "stopped");
 }
 
-TEST_CASE("keeper: a crash loop backs off 100, 200, 400 ms — a healthy component restarts at once with the same secret", "[cli][keeper]") {
+TEST_CASE("keeper: a crash loop backs off 100 200 400 ms — a healthy component restarts at once with the same secret", "[cli][keeper]") {
   KeeperRun k;
   k.order("gateway.exit", "1");
   const pid_t keeper = k.start();
@@ -247,7 +247,7 @@ TEST_CASE("keeper: refuses a symlinked run_dir and a bad command line", "[cli][k
   CHECK(usage.err.find("--config is required") != std::string::npos);
 }
 
-TEST_CASE("keeper: --daemonize detaches, writes the pid file and logs to --log-file", "[cli][keeper]") {
+TEST_CASE("keeper: --daemonize detaches writes the pid file and logs to --log-file", "[cli][keeper]") {
   // The daemon and its intermediate parent are orphans; become their reaper for this test (the
   // machine's pid 1 may not reap) so no zombie outlives it.
   REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);

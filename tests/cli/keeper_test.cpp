@@ -53,7 +53,7 @@ std::vector<UniqueFd> fdsOf(std::vector<TestPipe>& pipes) {
 
 }  // namespace
 
-TEST_CASE("backoff: at once after a healthy run, else 100 ms doubling to 5 s", "[cli][keeper]") {
+TEST_CASE("backoff: at once after a healthy run else 100 ms doubling to 5 s", "[cli][keeper]") {
   Backoff b;
   std::vector<std::int64_t> delays;
   for (int i = 0; i < 9; ++i) delays.push_back(toMs(b.afterExit(50ms)));
@@ -65,7 +65,7 @@ TEST_CASE("backoff: at once after a healthy run, else 100 ms doubling to 5 s", "
   CHECK(toMs(b.afterExit(10ms)) == 100);
 }
 
-TEST_CASE("supervision: verdicts for crashes, exit 100, the master's exit 0 and shutdown", "[cli][keeper]") {
+TEST_CASE("supervision: verdicts for crashes exit 100 the master's exit 0 and shutdown", "[cli][keeper]") {
   FakeClock clock;
   Supervision sup(clock);
   for (Component c : kComponents) CHECK(sup.status(c).state == ComponentState::kStopped);
@@ -117,7 +117,7 @@ TEST_CASE("supervision: verdicts for crashes, exit 100, the master's exit 0 and 
   }
 }
 
-TEST_CASE("components.json names every component with pid, start, restarts and state", "[cli][keeper]") {
+TEST_CASE("components.json names every component with pid start restarts and state", "[cli][keeper]") {
   FakeClock clock;
   Supervision sup(clock);
   const std::int64_t t0 = unixMs(clock.wallNow());
@@ -141,7 +141,7 @@ TEST_CASE("log lines carry RFC 3339 UTC time with milliseconds", "[cli][keeper]"
   CHECK(unixMs(t) == 1'795'791'845'123);
 }
 
-TEST_CASE("fd table: deposits add to an entry, a kind again replaces, release closes", "[cli][keeper]") {
+TEST_CASE("fd table: deposits add to an entry a kind again replaces release closes", "[cli][keeper]") {
   FdTable t;
   std::vector<TestPipe> pipes(2);
   const int out = pipes[0].read.get();
@@ -175,12 +175,16 @@ TEST_CASE("fd table: deposits add to an entry, a kind again replaces, release cl
   CHECK_FALSE(t.release({"web-1", 3}));
   CHECK(t.size() == 0);
   CHECK_FALSE(isOpen(err));
-  CHECK_FALSE(isOpen(pidfd));
   CHECK_FALSE(t.keyOfPid(42));
-  // Released while a member might still run: the group is remembered until pruned.
+  // Released while a member might still run: the group is remembered until pruned, with the
+  // leader's pidfd that names it safely (keeper_groups_test.cpp).
   CHECK(t.groups() == std::vector<pid_t>{42});
-  t.pruneGroups([](pid_t) { return false; });
+  REQUIRE(t.groupRefs().size() == 1);
+  CHECK(t.groupRefs()[0].pidfd == pidfd);
+  CHECK(isOpen(pidfd));
+  t.pruneGroups([](const GroupRef&) { return false; });
   CHECK(t.groups().empty());
+  CHECK_FALSE(isOpen(pidfd));
 }
 
 TEST_CASE("fd table: bad deposits are refused and their fds closed", "[cli][keeper]") {
@@ -229,7 +233,7 @@ TEST_CASE("fd table: a reaped managed child is reported until released — orpha
   CHECK(t.pendingExits().empty());
 }
 
-TEST_CASE("fd table: withdraw chunks carry at most 253 fds, whole entries, last on the final one", "[cli][keeper]") {
+TEST_CASE("fd table: withdraw chunks carry at most 253 fds whole entries last on the final one", "[cli][keeper]") {
   FdTable t;
   SECTION("empty table: one empty final chunk") {
     auto c = t.nextChunk(std::nullopt);
@@ -271,7 +275,7 @@ TEST_CASE("fd table: withdraw chunks carry at most 253 fds, whole entries, last 
   }
 }
 
-TEST_CASE("run_dir: created 0700 — symlinks, foreign modes under /tmp and a held lock are refused", "[cli][keeper]") {
+TEST_CASE("run_dir: created 0700 — symlinks foreign modes under /tmp and a held lock are refused", "[cli][keeper]") {
   test::TempDir tmp;
   const std::string path = tmp.str() + "/a/run";
   auto rd = RunDir::open(path);
