@@ -46,6 +46,7 @@ struct Child {
   std::vector<StreamSlot> streams;  // stdout, stderr (none for a child adopted without its pipes)
   std::optional<EventLoop::TimerId> killTimer;
   std::optional<EventLoop::TimerId> flushTimer;
+  std::optional<EventLoop::TimerId> keeperExitTimer;  // kKeeper: gone, the keeper's Exited awaited
   bool pidfdWatched = false;
 
   pid_t pid() const { return proc ? proc->pid() : 0; }

@@ -279,6 +279,7 @@ proto::SpawnResult SpawnerCore::spawnOne(const proto::ChildSpec& spec) {
     res.code = ErrorCode::kConflict;
     res.message = spec.key + " still runs as generation " + std::to_string(live->generation) + " (pid " +
                   std::to_string(live->pid()) + ")";
+    log("refused to spawn generation " + std::to_string(spec.generation) + " of " + res.message);
     return res;
   }
   table_.noteGeneration(spec.key, spec.generation);
@@ -405,7 +406,7 @@ void SpawnerCore::attachStreams(Child& c, UniqueFd outRead, UniqueFd errRead) {
 }
 
 void SpawnerCore::watchPidfd(Child& c) {
-  if (c.exitSource == ExitSource::kKeeper || !c.proc) return;  // the keeper's Exited tells
+  if (!c.proc) return;
   const ChildTable::Id id{c.key, c.generation};
   Status st = loop_.addFd(c.proc->pidfd(), EventLoop::kReadable, [this, id](std::uint32_t) { onPidfdReadable(id); });
   c.pidfdWatched = st.ok();
@@ -420,6 +421,13 @@ void SpawnerCore::onPidfdReadable(const ChildTable::Id& id) {
     c->pidfdWatched = false;
   }
   if (!c->alive()) return;
+  if (c->exitSource == ExitSource::kKeeper) {
+    // The keeper reaps it and reports how it ended (onKeeperExited); this is only the backstop.
+    if (!c->keeperExitTimer) {
+      c->keeperExitTimer = loop_.addTimer(cfg_.keeperExitGrace, [this, id] { onKeeperExitOverdue(id); });
+    }
+    return;
+  }
   if (c->exitSource == ExitSource::kUnknown) {
     markExited(*c, std::nullopt, nowMs());
     return;
@@ -435,6 +443,15 @@ void SpawnerCore::onPidfdReadable(const ChildTable::Id& id) {
     return;
   }
   markExited(*c, **st, nowMs());
+}
+
+void SpawnerCore::onKeeperExitOverdue(const ChildTable::Id& id) {
+  Child* c = table_.find(id.first, id.second);
+  if (c == nullptr) return;
+  c->keeperExitTimer.reset();
+  if (!c->alive()) return;
+  log(c->key + " (pid " + std::to_string(c->pid()) + ") is gone but the keeper did not report its exit; exit status unknown");
+  markExited(*c, std::nullopt, nowMs());
 }
 
 void SpawnerCore::markExited(Child& c, std::optional<ExitStatus> status, std::int64_t atMs) {
@@ -689,8 +706,10 @@ void SpawnerCore::detach(Child& c) {
   }
   if (c.killTimer) loop_.cancelTimer(*c.killTimer);
   if (c.flushTimer) loop_.cancelTimer(*c.flushTimer);
+  if (c.keeperExitTimer) loop_.cancelTimer(*c.keeperExitTimer);
   c.killTimer.reset();
   c.flushTimer.reset();
+  c.keeperExitTimer.reset();
 }
 
 SpawnerCore::Reply SpawnerCore::onLogTail(const Route& route, const proto::Envelope& env) {
@@ -845,6 +864,14 @@ SpawnerCore::AdoptionReport SpawnerCore::adopt(const std::vector<JournalEntry>& 
           adoptOne(id.first, id.second, pid, std::move(pidfd), readStartTicks(pid), nowMs(), proto::LogSinks{},
                    heldSource(id.first, id.second, pid), w.take(proto::FdKind::kStdoutPipe),
                    w.take(proto::FdKind::kStderrPipe));
+          // The keeper's entry has no pid yet: without it the keeper would reap this child as an
+          // unknown orphan and never report its exit.
+          const Child* found = table_.find(id.first, id.second);
+          if (found != nullptr && found->proc && fdStore_ != nullptr && fdStore_->connected()) {
+            if (Status st = fdStore_->deposit(id.first, id.second, pid, {{proto::FdKind::kPidfd, found->proc->pidfd()}});
+                !st.ok())
+              log("fd store deposit of the pidfd of " + id.first + " failed: " + st.error().message);
+          }
           continue;
         }
       }

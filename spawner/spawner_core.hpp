@@ -50,6 +50,10 @@ struct CoreConfig {
   // Exits only shrink the journal (a stale line is harmless: adoption checks the start time), so
   // that rewrite waits this long and covers every exit meanwhile; a spawn is journaled that turn.
   Duration journalCleanupDelay = std::chrono::seconds(1);
+  // A child the keeper reaps (kKeeper) that is gone (its pidfd turned readable) but whose Exited
+  // has not come after this long is taken as exited with an unknown status: the keeper did not
+  // know its pid (a report lost that way would leave it "running" for good).
+  Duration keeperExitGrace = std::chrono::seconds(10);
 };
 
 // Why a child's field was refused; empty when the spec is acceptable.
@@ -141,6 +145,7 @@ class SpawnerCore {
   void attachStreams(Child& c, UniqueFd outRead, UniqueFd errRead);
   void watchPidfd(Child& c);
   void onPidfdReadable(const ChildTable::Id& id);
+  void onKeeperExitOverdue(const ChildTable::Id& id);
   void pumpStream(const ChildTable::Id& id, std::size_t index, bool flushPartial);
   void pumpAll(Child& c, bool flushPartial);
   void onFlushTimer(const ChildTable::Id& id);

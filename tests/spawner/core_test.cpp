@@ -4,6 +4,9 @@
 #include "spawner/spawner_core.hpp"
 
 #include <catch2/catch.hpp>
+
+#include <sys/socket.h>
+
 #include <fstream>
 
 #include "spawner/journal.hpp"
@@ -19,7 +22,8 @@ const std::vector<std::string> kMaster = {"master"};
 
 // A core on a real loop, capturing what it sends to the master.
 struct CoreRig {
-  explicit CoreRig(Clock& clock, std::string journal = "", Duration journalCleanup = std::chrono::milliseconds(20)) {
+  explicit CoreRig(Clock& clock, std::string journal = "", Duration journalCleanup = std::chrono::milliseconds(20),
+                   FdStoreClient* fdStore = nullptr, Duration keeperExitGrace = std::chrono::seconds(10)) {
     auto l = EventLoop::create(clock);
     REQUIRE(l.ok());
     loop = std::move(*l);
@@ -28,13 +32,14 @@ struct CoreRig {
     cfg.journalPath = std::move(journal);
     cfg.selfPid = ::getpid();
     cfg.journalCleanupDelay = journalCleanup;
+    cfg.keeperExitGrace = keeperExitGrace;
     core = std::make_unique<SpawnerCore>(
         *loop, cfg,
         [this](const std::vector<std::string>& route, const std::string& bytes) {
           sent.emplace_back(route, bytes);
           return true;
         },
-        [this](const std::string& line) { logs.push_back(line); });
+        [this](const std::string& line) { logs.push_back(line); }, fdStore);
   }
   ~CoreRig() {
     core.reset();  // before the loop it watches on
@@ -143,7 +148,7 @@ TEST_CASE("core: every malformed field is refused and nothing starts", "[spawner
   CHECK(rig.core->lastSeq() == 0);
 }
 
-TEST_CASE("core: epochs, routes and Acks are checked", "[spawner]") {
+TEST_CASE("core: epochs routes and Acks are checked", "[spawner]") {
   SystemClock clock;
   CoreRig rig(clock);
   proto::Snapshot snap;
@@ -248,7 +253,7 @@ TEST_CASE("core: a stop escalates to SIGKILL of the group when the (fake) timeou
   CHECK(rig.events<proto::ChildExited>().at(0).exit_signal == SIGKILL);
 }
 
-TEST_CASE("journal: lines round-trip, odd paths survive, bad lines are skipped", "[spawner]") {
+TEST_CASE("journal: lines round-trip odd paths survive bad lines are skipped", "[spawner]") {
   JournalEntry e;
   e.key = "api-server-2";
   e.generation = 12;
@@ -280,7 +285,7 @@ TEST_CASE("journal: lines round-trip, odd paths survive, bad lines are skipped",
   CHECK(loadJournal(dir.str("missing"))->entries.empty());
 }
 
-TEST_CASE("core: adoption takes a matching pid, never a reused or vanished one", "[spawner]") {
+TEST_CASE("core: adoption takes a matching pid never a reused or vanished one", "[spawner]") {
   SystemClock clock;
   test::ProcessGuard guard;
   LaunchRequest lr;
@@ -371,10 +376,37 @@ TEST_CASE("core: a child forked just before the spawner died is found by its std
   std::vector<WithdrawnEntry> withdrawn;
   withdrawn.push_back(entry("orphan", out[0], err[0]));
   withdrawn.push_back(entry("nobody", out2[0], err2[0]));
-  CoreRig rig(clock);
+  // The keeper's end of the fd store socket, to see what the spawner tells it.
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+  UniqueFd keeperEnd(sv[0]);
+  FdStoreClient store{UniqueFd(sv[1])};
+  // The keeper reports no exit here (there is none): the pidfd backstop applies it, soon.
+  CoreRig rig(clock, "", std::chrono::milliseconds(20), &store, std::chrono::milliseconds(300));
   auto rep = rig.core->adopt({}, std::move(withdrawn));
   CHECK(rep.adopted == 1);
   CHECK(rep.dropped == 1);
+  // The keeper's entry had no pid: the spawner deposits the child's pidfd and pid, so the keeper
+  // knows whose exit it reaps. The entry without a process is given back.
+  std::vector<proto::MsgType> told;
+  for (;;) {
+    auto dg = recvDatagram(keeperEnd.get(), std::chrono::milliseconds(0));
+    REQUIRE(dg.ok());
+    if (!dg->has_value()) break;
+    auto env = proto::decodeEnvelope((*dg)->bytes.data(), (*dg)->bytes.size());
+    REQUIRE(env.ok());
+    told.push_back(env->type);
+    if (env->type == proto::MsgType::kDeposit) {
+      auto d = proto::decodeBody<proto::Deposit>(*env);
+      REQUIRE(d.ok());
+      CHECK(d->key == "orphan");
+      CHECK(d->generation == 7);
+      CHECK(d->pid == orphan->pid);
+      CHECK(d->kinds == std::vector<proto::FdKind>{proto::FdKind::kPidfd});
+      CHECK((*dg)->fds.size() == 1);
+    }
+  }
+  CHECK(told == std::vector<proto::MsgType>{proto::MsgType::kDeposit, proto::MsgType::kRelease});
   rig.hello();
   proto::Snapshot s;
   s.epoch = rig.epoch;
@@ -386,6 +418,15 @@ TEST_CASE("core: a child forked just before the spawner died is found by its std
   // The master's re-sent Spawn of that generation finds it instead of starting a second copy.
   auto dup = rig.spawn({test::childSpec("orphan", 7, {helper("sleeper")})});
   CHECK(dup.results.at(0).duplicate);
+
+  // It ends and no Exited comes from the keeper: after the grace it is exited, status unknown,
+  // instead of running for good.
+  ::kill(orphan->pid, SIGKILL);
+  REQUIRE(rig.runUntil([&] { return !rig.events<proto::ChildExited>().empty(); }));
+  auto ex = rig.events<proto::ChildExited>().at(0);
+  CHECK(ex.key == "orphan");
+  CHECK_FALSE(ex.exit_code.has_value());
+  CHECK_FALSE(ex.exit_signal.has_value());
 }
 
 }  // namespace

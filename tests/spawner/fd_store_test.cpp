@@ -65,7 +65,7 @@ class FakeHolder {
   UniqueFd conn_;
 };
 
-TEST_CASE("fd store client: deposit, release and withdraw carry fds and entries", "[spawner]") {
+TEST_CASE("fd store client: deposit release and withdraw carry fds and entries", "[spawner]") {
   int sv[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
   FdStoreClient client{UniqueFd(sv[0])};

@@ -36,7 +36,7 @@ bool zombieOrGone(pid_t pid) {
   return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
 }
 
-TEST_CASE("exit codes and signals are reported exactly, read twice, reaped once", "[spawner]") {
+TEST_CASE("exit codes and signals are reported exactly read twice reaped once", "[spawner]") {
   struct Case {
     std::string arg;
     ExitStatus want;

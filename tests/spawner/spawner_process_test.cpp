@@ -29,7 +29,7 @@ struct Fixture {
 
 proto::ErrorReply expectError(FakeMaster& m) { return m.expect<proto::ErrorReply>(); }
 
-TEST_CASE("spawner: Hello with the right secret gets an epoch, a wrong one is refused", "[spawner]") {
+TEST_CASE("spawner: Hello with the right secret gets an epoch a wrong one is refused", "[spawner]") {
   Fixture f;
   SpawnerProcess sp(f.runDir);
   FakeMaster bad(f.runDir, "impostor");
@@ -455,7 +455,7 @@ long contextSwitches(pid_t pid) {
   return total;
 }
 
-TEST_CASE("spawner: reaps orphaned grandchildren, follows logs, and sleeps when idle", "[spawner]") {
+TEST_CASE("spawner: reaps orphaned grandchildren follows logs and sleeps when idle", "[spawner]") {
   test::SubreaperScope subreaper;
   test::TempDir dir;
   test::GroupReaper reaper;
@@ -553,7 +553,7 @@ TEST_CASE("spawner: two instances sharing one log file never interleave half lin
   CHECK(next["bbbb"] == 300);
 }
 
-TEST_CASE("spawner: a child runs as the user it names, with exactly fds 0 1 2", "[spawner]") {
+TEST_CASE("spawner: a child runs as the user it names with exactly fds 0 1 2", "[spawner]") {
   if (::geteuid() != 0) {
     WARN("not root: user switching is not tested");
     return;
