@@ -137,12 +137,11 @@ Status writeJournal(const std::string& path, const std::vector<JournalEntry>& en
     }
     done += static_cast<std::size_t>(w);
   }
-  if (::fsync(fd.get()) != 0) return sysError("fsync " + tmp, errno);
-  fd.reset();
+  // No fsync: the journal only has to survive the death of processes (DESIGN §4 item 5), and the
+  // page cache outlives them; a machine crash takes the children with it. rename() is atomic for
+  // every reader, so a reader sees the old list or the new one, never a mix or a torn file.
+  if (::close(fd.release()) != 0) return sysError("close " + tmp, errno);
   if (::rename(tmp.c_str(), path.c_str()) != 0) return sysError("rename " + tmp, errno);
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  UniqueFd d(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (d) ::fsync(d.get());
   return {};
 }
 

@@ -1,5 +1,6 @@
 // Journal: run_dir/spawner/spawner.journal, the children a spawner started, so a spawner started
-// after a full restart can find the survivors (docs/processes.md). Written temp + fsync + rename.
+// after a full restart can find the survivors (docs/processes.md). Written temp + rename, no fsync
+// (it has to survive process kills, not machine crashes: docs/crash-survival.md).
 #pragma once
 
 #include <sys/types.h>
@@ -40,7 +41,7 @@ struct JournalContents {
 // A missing journal is an empty one; unreadable lines are skipped (a torn write cannot happen
 // with rename, but a hand-edited file can hold anything).
 Result<JournalContents> loadJournal(const std::string& path);
-// Replaces the journal atomically: `path.tmp`, fsync, rename, fsync of the directory.
+// Replaces the journal atomically: `path.tmp`, then rename over `path` (no fsync: see above).
 Status writeJournal(const std::string& path, const std::vector<JournalEntry>& entries);
 
 }  // namespace provisr::spawner
