@@ -3,7 +3,9 @@
 # at a random moment of every round while a client drives random actions, invariants checked after
 # every round. Prints the seed first and a summary at the end; the same --seed replays a run.
 #   scripts/chaos.sh --rounds N [--seed S] [--seconds T] [--victims gateway,master,spawner[,keeper]] [--keeper|--ci]
-#   default: gateway, master and spawner kills; --keeper: the keeper too; --ci: the CI case (gateway, master)
+#   default: gateway, master and spawner kills; --keeper: the keeper too; --ci: the one-minute CI case
+#   PROVISR_CHAOS_KEEPER_STALL_MS=N stops the keeper N ms before each spawner kill; PROVISR_CHAOS_KEEP=1
+#   keeps the serve logs of a passing run too
 #   BUILD_DIR       build directory (default: build/, as scripts/build.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +15,7 @@ seed=""
 seconds=""
 victims=""
 case_name="chaos: random kills of gateway master spawner"
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="${2:?}"; shift ;;

@@ -56,6 +56,10 @@ struct Options {
   std::vector<std::string> victims{"gateway", "master"};
   int minRoundMs = 2500;
   int maxRoundMs = 4500;
+  // Before a spawner kill the keeper is stopped (SIGSTOP) this long and continued right after the
+  // kill: a keeper descheduled or throttled while writing its log, as on a busy machine. The dying
+  // spawner's last messages then wait unread, and the keeper learns of the death late.
+  int keeperStallMs = 0;
 };
 
 inline std::vector<std::string> splitList(const std::string& s) {
@@ -88,6 +92,7 @@ inline Options optionsFromEnv(Options o) {
     if (rounds == nullptr || *rounds == '\0') o.rounds = 1000000;
   }
   if (const char* v = std::getenv("PROVISR_CHAOS_VICTIMS"); v != nullptr && *v != '\0') o.victims = splitList(v);
+  if (const char* st = std::getenv("PROVISR_CHAOS_KEEPER_STALL_MS"); st != nullptr && *st != '\0') o.keeperStallMs = std::atoi(st);
   return o;
 }
 
@@ -210,6 +215,7 @@ class ChaosRun {
     say("chaos: seed %llu, %d rounds (at most %.0f s), victims %s, %zu children, run dir %s",
         static_cast<unsigned long long>(opts_.seed), opts_.rounds, opts_.seconds, joined(opts_.victims).c_str(),
         instances_.size(), runDir_.c_str());
+    if (opts_.keeperStallMs > 0) say("chaos: the keeper is stopped %d ms before each spawner kill", opts_.keeperStallMs);
     say("chaos: replay with PROVISR_CHAOS_SEED=%llu PROVISR_CHAOS_ROUNDS=%d PROVISR_CHAOS_VICTIMS=%s",
         static_cast<unsigned long long>(opts_.seed), opts_.rounds, joined(opts_.victims).c_str());
     writeConfig();
@@ -376,7 +382,12 @@ class ChaosRun {
     ClientStats cs;
     std::thread client([&] { clientLoop(actions, stop, cs); });
 
-    // The kill.
+    // The kill (for a spawner, with the keeper stalled first when asked).
+    const bool stall = victim == "spawner" && opts_.keeperStallMs > 0;
+    if (stall) {
+      std::this_thread::sleep_until(roundStart + std::chrono::milliseconds(std::max(0, killAt - opts_.keeperStallMs)));  // pacing: the stall starts
+      ::kill(daemon().pid(), SIGSTOP);
+    }
     std::this_thread::sleep_until(roundStart + std::chrono::milliseconds(killAt));  // pacing: the seeded kill moment
     std::optional<double> recovery;
     pid_t victimPid = 0;
@@ -388,10 +399,12 @@ class ChaosRun {
       victimPid = *pid;
     }
     if (victimPid <= 0) {
+      if (stall) ::kill(daemon().pid(), SIGCONT);
       violation("round " + std::to_string(round) + ": " + victim + " is not running at the kill moment");
     } else {
       const auto tKill = Clock::now();
       ::kill(victimPid, SIGKILL);
+      if (stall) ::kill(daemon().pid(), SIGCONT);
       recovery = awaitRecovery(victim, victimPid, tKill, preSeq);
       if (!recovery) {
         violation("round " + std::to_string(round) + ": " + victim + " did not answer again within 30 s of its kill");
@@ -540,6 +553,11 @@ class ChaosRun {
   // Uncertain actions are repeated until they get an answer, then the invariants must hold within
   // a deadline (children settle: stops finish, crashers cycle). Returns false when the daemon is
   // gone for good (no point in more rounds).
+  //
+  // An instance whose processes changed between the two /proc scans around the status request
+  // (a crasher exiting or restarting meanwhile) cannot be judged in that pass; it keeps the
+  // verdict of the last pass in which it held still. So a crasher cycling during the check is not
+  // a violation, and one that never held still for the whole deadline is reported as such.
   bool settleAndCheck(int round) {
     const std::string where = "round " + std::to_string(round) + ": ";
     auto http = makeClient(port_, 10s);
@@ -556,12 +574,31 @@ class ChaosRun {
       Action a{op, name, false, 0};
       if (!perform(*http, a, never, cs)) violation(where + op + " " + name + " got no answer 10 s after recovery");
     }
-    std::vector<std::string> last;
+    std::map<std::string, std::string> verdict;  // instance → "" (fine) or its problem, from a still pass
+    std::vector<std::string> global;
     std::vector<std::string> slow;  // what was still unsettled after 5 s, shown when it settles late
+    int passes = 0;
+    auto problems = [&] {
+      std::vector<std::string> out = global;
+      for (const auto& n : instances_) {
+        auto it = verdict.find(n);
+        if (it == verdict.end()) {
+          out.push_back(n + ": changing while checked in every pass (" + std::to_string(passes) + ")");
+        } else if (!it->second.empty()) {
+          out.push_back(it->second);
+        }
+      }
+      return out;
+    };
+    std::vector<std::string> last;
     const auto t0 = Clock::now();
     const bool ok = test::waitFor(
         [&] {
-          last = checkInvariants();
+          CheckPass pass = checkInvariants();
+          ++passes;
+          global = pass.global;
+          for (const auto& [n, v] : pass.instances) verdict[n] = v;
+          last = problems();
           if (!last.empty() && slow.empty() && Clock::now() - t0 > 5s) slow = last;
           return last.empty();
         },
@@ -570,28 +607,42 @@ class ChaosRun {
     for (const auto& v : last) violation(where + v);
     for (auto& v : logs_->takeViolations()) violation(where + v);
     // Without a status answer there is no daemon to run more rounds against.
-    return ok || last.empty() || last.front().rfind("GET /status", 0) != 0;
+    return ok || global.empty() || global.front().rfind("GET /status", 0) != 0;
   }
 
-  std::vector<std::string> checkInvariants() {
-    std::vector<std::string> v;
+  // One pass of the checks: a verdict for every instance that held still during it ("" when all is
+  // well), and the problems that belong to no single instance (strays, zombies, logs, no status).
+  struct CheckPass {
+    std::map<std::string, std::string> instances;
+    std::vector<std::string> global;
+  };
+
+  CheckPass checkInvariants() {
+    CheckPass out;
+    std::vector<std::string>& v = out.global;
     reapOurZombies();
     const auto procs1 = scanProcs(tag_);
     auto http = makeClient(port_, 5s);
     auto r = httpCall(*http, false, "/api/status?wildcard=*");
     const auto procs2 = scanProcs(tag_);
-    if (r.status != 200) return {"GET /status?wildcard=* answered " + std::to_string(r.status)};
+    if (r.status != 200) {
+      v.push_back("GET /status?wildcard=* answered " + std::to_string(r.status));
+      return out;
+    }
     auto rows = Json::parse(r.body, nullptr, false);
-    if (!rows.is_array()) return {"GET /status?wildcard=* is not an array"};
+    if (!rows.is_array()) {
+      v.push_back("GET /status?wildcard=* is not an array");
+      return out;
+    }
     std::map<std::string, Json> status;
     for (const auto& row : rows) status[row.value("name", "")] = row;
     const auto live1 = liveByName(procs1);
     const auto live2 = liveByName(procs2);
     auto liveOf = [](const std::map<std::string, std::vector<pid_t>>& m, const std::string& n) {
       auto it = m.find(n);
-      auto out = it == m.end() ? std::vector<pid_t>{} : it->second;
-      std::sort(out.begin(), out.end());
-      return out;
+      auto list = it == m.end() ? std::vector<pid_t>{} : it->second;
+      std::sort(list.begin(), list.end());
+      return list;
     };
     std::map<std::string, InstModel> model;
     {
@@ -601,7 +652,7 @@ class ChaosRun {
     for (const auto& [name, m] : model) {
       auto it = status.find(name);
       if (it == status.end()) {
-        v.push_back(name + ": missing from status");
+        out.instances[name] = name + ": missing from status";
         continue;
       }
       const Json& st = it->second;
@@ -609,40 +660,40 @@ class ChaosRun {
       const pid_t spid = st["pid"].is_number_integer() ? st["pid"].get<pid_t>() : 0;
       const auto l1 = liveOf(live1, name);
       const auto l2 = liveOf(live2, name);
-      if (l1 != l2) {
-        v.push_back(name + ": changing while checked");
-        continue;
-      }
+      if (l1 != l2) continue;  // no verdict from this pass (see settleAndCheck)
+      std::string& verdict = out.instances[name];
       auto pids = [&] {
         std::string s;
         for (pid_t p : l1) s += " " + std::to_string(p);
         return s.empty() ? std::string(" none") : s;
       };
-      if (l1.size() > 1) v.push_back(name + ": " + std::to_string(l1.size()) + " live processes:" + pids());
+      if (l1.size() > 1) {
+        verdict = name + ": " + std::to_string(l1.size()) + " live processes:" + pids();
+        continue;
+      }
       if (!m.want) {
         // A stop of an exited or fatal instance leaves it so (SPEC §2.1: nothing to stop).
         if ((state != "stopped" && state != "exited" && state != "fatal") || !l1.empty())
-          v.push_back(name + ": stopped by the client but state " + state + ", live" + pids());
+          verdict = name + ": stopped by the client but state " + state + ", live" + pids();
         continue;
       }
       if (m.kind == Kind::kLogger) {
         if (state != "running" || l1.size() != 1 || l1[0] != spid) {
-          v.push_back(name + ": wanted running but state " + state + " pid " + std::to_string(spid) + ", live" + pids() +
-                      " exit_error " + st["exit_error"].dump());
+          verdict = name + ": wanted running but state " + state + " pid " + std::to_string(spid) + ", live" + pids() +
+                    " exit_error " + st["exit_error"].dump();
           continue;
         }
         auto b = basePid_.find(name);
         if (!m.touched && b != basePid_.end() && b->second != spid) {
-          v.push_back(name + ": pid changed from " + std::to_string(b->second) + " to " + std::to_string(spid) +
-                      " though nobody stopped or restarted it");
+          verdict = name + ": pid changed from " + std::to_string(b->second) + " to " + std::to_string(spid) +
+                    " though nobody stopped or restarted it";
         }
         continue;
       }
       if (state == "running") {
-        if (l1.size() != 1 || l1[0] != spid)
-          v.push_back(name + ": running with pid " + std::to_string(spid) + " but live" + pids());
+        if (l1.size() != 1 || l1[0] != spid) verdict = name + ": running with pid " + std::to_string(spid) + " but live" + pids();
       } else if (state == "stopped" || state == "exited" || state == "fatal" || state == "backoff") {
-        if (!l1.empty()) v.push_back(name + ": state " + state + " but live" + pids());
+        if (!l1.empty()) verdict = name + ": state " + state + " but live" + pids();
       }
     }
     // Tagged processes that are no instance at all.
@@ -666,7 +717,7 @@ class ChaosRun {
         v.push_back(ps.instance + ": pid " + std::to_string(pid) + " is gone but its log has no end line (last line " +
                     std::to_string(ps.next - 1) + ")");
     }
-    return v;
+    return out;
   }
 
   std::optional<pid_t> componentPidAny(const std::string& which) {
@@ -776,10 +827,12 @@ class ChaosRun {
     }
   }
 
-  // With violations, the serve logs, the config and the run_dir state files are copied to
-  // $PROVISR_CHAOS_ARTIFACTS (default /tmp/provisr-chaos-<seed>) before the temp dir goes.
+  // With violations (or PROVISR_CHAOS_KEEP=1), the serve logs, the config and the run_dir state
+  // files are copied to $PROVISR_CHAOS_ARTIFACTS (default /tmp/provisr-chaos-<seed>) before the
+  // temp dir goes.
   void keepArtifacts() {
-    if (violations_.empty()) return;
+    const char* keep = std::getenv("PROVISR_CHAOS_KEEP");
+    if (violations_.empty() && (keep == nullptr || std::string(keep) != "1")) return;
     namespace fs = std::filesystem;
     const char* env = std::getenv("PROVISR_CHAOS_ARTIFACTS");
     const std::string out = env != nullptr && *env != '\0' ? env : "/tmp/provisr-chaos-" + std::to_string(opts_.seed);
