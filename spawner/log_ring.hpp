@@ -25,9 +25,14 @@ struct TailResult {
   bool gap = false;        // lines between `since` and the first returned one fell out of the ring
 };
 
+// Newlines in [p, p + n), 16 bytes at a time where the CPU allows it.
+std::size_t countNewlines(const char* p, std::size_t n);
+
 // Holds the last `capacity` complete lines of an instance, stdout and stderr interleaved in the
 // order they completed. Each stream keeps its own partial line, so a half line of stdout is never
 // glued to stderr output. Offsets continue across restarts through `startOffset`.
+// The text of the lines lives in a few large blocks (no allocation per line), and lines of a chunk
+// that the end of the same chunk pushes out again are counted, not stored.
 class LogRing {
  public:
   static constexpr std::size_t kDefaultCapacity = 1000;
@@ -36,7 +41,11 @@ class LogRing {
   explicit LogRing(std::size_t capacity = kDefaultCapacity, std::uint64_t startOffset = 0);
 
   // Feeds bytes of one stream; complete lines enter the ring.
-  void append(LogStreamKind stream, std::string_view bytes);
+  void append(LogStreamKind stream, std::string_view bytes) {
+    append(stream, bytes, countNewlines(bytes.data(), bytes.size()));
+  }
+  // The same when the caller already counted the newlines in `bytes`.
+  void append(LogStreamKind stream, std::string_view bytes, std::size_t newlines);
   // The stream ended (EOF): its partial line, if any, becomes a line.
   void flushPartial(LogStreamKind stream);
 
@@ -49,13 +58,31 @@ class LogRing {
   std::uint64_t nextOffset() const { return next_; }
   std::uint64_t firstOffset() const { return next_ - lines_.size(); }
   std::size_t size() const { return lines_.size(); }
+  // Bytes of line text held, including what evicted lines leave in a block still in use.
+  std::size_t heldBytes() const;
 
  private:
-  void push(LogStreamKind stream, std::string text);
+  static constexpr std::size_t kBlockBytes = 64 * 1024;
+  struct Block {
+    std::string bytes;  // lines back to back, reserved once, only appended to
+  };
+  struct Entry {
+    std::uint64_t offset = 0;
+    std::uint64_t block = 0;  // absolute block number (firstBlock_ is blocks_.front())
+    std::uint32_t pos = 0;
+    std::uint32_t len = 0;
+    LogStreamKind stream = LogStreamKind::kStdout;
+  };
+  // One line made of a + b; `store` false only counts it (it would be evicted within the chunk).
+  void push(LogStreamKind stream, std::string_view a, std::string_view b, bool store);
+  RingLine line(const Entry& e) const;
 
   std::size_t capacity_;
   std::uint64_t next_;
-  std::deque<RingLine> lines_;
+  std::deque<Entry> lines_;
+  std::deque<Block> blocks_;
+  std::uint64_t firstBlock_ = 0;
+  std::size_t nextBlock_ = 256;  // doubled for each new block, up to kBlockBytes
   std::array<std::string, 2> partial_;
 };
 

@@ -125,10 +125,6 @@ Status makeDirs(const std::string& dir) {
   return {};
 }
 
-std::size_t countNewlines(const char* p, std::size_t n) {
-  return static_cast<std::size_t>(std::count(p, p + n, '\n'));
-}
-
 }  // namespace
 
 std::string backupName(const std::string& path, WallTime t) {
@@ -463,15 +459,18 @@ PumpResult LogStream::pumpSplice(bool flushPartial, std::size_t budget) {
       }
     }
     n = got;
-    if (ring_) ring_->append(kind_, std::string_view(buf.data(), n));  // best effort copy
+    const std::size_t newlines = countNewlines(buf.data(), n);  // once, for the ring and the counters
+    if (ring_) ring_->append(kind_, std::string_view(buf.data(), n), newlines);  // best effort copy
     std::size_t want = n;
     if (file_->shared()) {
-      const void* nl = ::memrchr(buf.data(), '\n', n);
+      const void* nl = newlines == 0 ? nullptr : ::memrchr(buf.data(), '\n', n);
       want = nl == nullptr ? 0 : static_cast<std::size_t>(static_cast<const char*>(nl) - buf.data()) + 1;
     }
     if (want > 0) {
       flushHold();  // the held bytes start the first line this data completes
-      count(buf.data(), spliceToFile(pipe_.get(), want, buf.data()));
+      const std::size_t written = spliceToFile(pipe_.get(), want, buf.data());
+      // The bytes after the last newline hold none: all of them are in a complete write.
+      count(written, written == want ? newlines : countNewlines(buf.data(), written));
     }
     if (want < n) toHold(n - want);
     spent += n;
@@ -551,9 +550,9 @@ std::size_t LogStream::dropFrom(int src, std::size_t n) {
   return dropped;
 }
 
-void LogStream::count(const char* data, std::size_t written) {
+void LogStream::count(std::size_t written, std::size_t newlines) {
   counters_.bytes += written;
-  counters_.lines += countNewlines(data, written);
+  counters_.lines += newlines;
 }
 
 PumpResult LogStream::pumpCopy(bool flushPartial, std::size_t budget) {

@@ -214,7 +214,7 @@ class LogStream {
   std::size_t dropFrom(int src, std::size_t n);
   void flushHold();
   void toHold(std::size_t n);
-  void count(const char* data, std::size_t written);
+  void count(std::size_t written, std::size_t newlines);
   void writeCopied(const std::string& out, std::size_t rawBytes, std::size_t rawLines);
 
   UniqueFd pipe_;

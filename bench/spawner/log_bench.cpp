@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,7 @@ int main(int argc, char** argv) {
 
   auto t0 = std::chrono::steady_clock::now();
   std::vector<std::unique_ptr<ps::LogStream>> streams;
-  std::vector<ps::ManagedChild> kids;
+  std::vector<std::unique_ptr<ps::ManagedChild>> kids;
   auto ring = std::make_shared<ps::LogRing>();
   for (int i = 0; i < writers; ++i) {
     ps::LaunchRequest req;
@@ -43,7 +44,7 @@ int main(int argc, char** argv) {
     req.env = {"PATH=/usr/bin:/bin"};
     auto r = ps::launch(req);
     if (!r.ok()) return 3;
-    kids.emplace_back(r->pid, std::move(r->pidfd), r->startTicks);
+    kids.push_back(std::make_unique<ps::ManagedChild>(r->pid, std::move(r->pidfd), r->startTicks));
     streams.push_back(std::make_unique<ps::LogStream>(std::move(r->stdoutRead), *file, *scratch, clock,
                                                       ps::LogStreamKind::kStdout, mode == "timestamps", ring));
   }
@@ -74,11 +75,11 @@ int main(int argc, char** argv) {
   auto t1 = std::chrono::steady_clock::now();
   for (auto& k : kids) {
     while (true) {
-      auto e = k.peekExit();
+      auto e = k->peekExit();
       if (e.ok() && e->has_value()) break;
       ::poll(nullptr, 0, 1);
     }
-    (void)k.release();
+    (void)k->release();
   }
   double secs = std::chrono::duration<double>(t1 - t0).count();
   double mb = static_cast<double>(st.st_size) * writers / 1e6;

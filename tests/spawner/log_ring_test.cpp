@@ -3,6 +3,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <deque>
+#include <random>
+
 namespace provisr::spawner {
 namespace {
 
@@ -69,6 +73,121 @@ TEST_CASE("ring cuts an overlong line", "[spawner]") {
   REQUIRE(t.lines.size() == 3);
   CHECK(t.lines[0].text.size() == LogRing::kMaxLineBytes);
   CHECK(t.lines[2].text.size() == 5);
+}
+
+
+// The ring as first written: one string per line, every line pushed. The block ring must match it.
+class RefRing {
+ public:
+  explicit RefRing(std::size_t cap, std::uint64_t start) : cap_(cap), next_(start) {}
+  void append(LogStreamKind s, std::string_view bytes) {
+    std::string& part = partial_[static_cast<std::size_t>(s)];
+    while (!bytes.empty()) {
+      auto nl = bytes.find('\n');
+      std::string_view piece = bytes.substr(0, nl);
+      std::size_t room = LogRing::kMaxLineBytes - part.size();
+      if (piece.size() >= room) {
+        part.append(piece.substr(0, room));
+        push(s, std::move(part));
+        part.clear();
+        bytes.remove_prefix(room);
+        continue;
+      }
+      part.append(piece);
+      if (nl == std::string_view::npos) return;
+      push(s, std::move(part));
+      part.clear();
+      bytes.remove_prefix(nl + 1);
+    }
+  }
+  void flush(LogStreamKind s) {
+    std::string& part = partial_[static_cast<std::size_t>(s)];
+    if (part.empty()) return;
+    push(s, std::move(part));
+    part.clear();
+  }
+  std::deque<RingLine> lines;
+  std::uint64_t next() const { return next_; }
+
+ private:
+  void push(LogStreamKind s, std::string t) {
+    if (lines.size() == cap_) lines.pop_front();
+    lines.push_back(RingLine{next_++, s, std::move(t)});
+  }
+  std::size_t cap_;
+  std::uint64_t next_;
+  std::array<std::string, 2> partial_;
+};
+
+TEST_CASE("ring matches the one-string-per-line ring on random chunks", "[spawner]") {
+  for (unsigned seed = 1; seed <= 60; ++seed) {
+    CAPTURE(seed);
+    std::mt19937 rng(seed);
+    auto pick = [&rng](std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng); };
+    const std::size_t cap = 1 + pick(40);
+    LogRing ring(cap, 77);
+    RefRing ref(cap, 77);
+    for (int step = 0; step < 80; ++step) {
+      // A chunk of lines of random lengths (a few overlong), maybe ending mid-line.
+      std::string chunk;
+      const std::size_t lines = pick(4) == 0 ? pick(200) : pick(6);
+      for (std::size_t l = 0; l < lines; ++l) {
+        const std::size_t len = pick(30) == 0 ? LogRing::kMaxLineBytes - 2 + pick(5) + (pick(2) ? LogRing::kMaxLineBytes : 0)
+                                              : pick(120);
+        chunk.append(len, static_cast<char>('a' + pick(26)));
+        chunk += '\n';
+      }
+      chunk.append(pick(3) == 0 ? pick(50) : 0, 'p');
+      const auto stream = pick(3) == 0 ? LogStreamKind::kStderr : LogStreamKind::kStdout;
+      if (pick(20) == 0) {
+        ring.flushPartial(stream);
+        ref.flush(stream);
+      }
+      ring.append(stream, chunk);
+      ref.append(stream, chunk);
+      REQUIRE(ring.nextOffset() == ref.next());
+      REQUIRE(ring.size() == ref.lines.size());
+      const auto t = ring.tail(0, cap + 5);
+      REQUIRE(t.lines.size() == ref.lines.size());
+      for (std::size_t k = 0; k < t.lines.size(); ++k) {
+        REQUIRE(t.lines[k].offset == ref.lines[k].offset);
+        REQUIRE(t.lines[k].stream == ref.lines[k].stream);
+        REQUIRE(t.lines[k].text == ref.lines[k].text);
+      }
+    }
+  }
+}
+
+TEST_CASE("ring memory follows what it holds", "[spawner]") {
+  LogRing one(1000);
+  one.append(LogStreamKind::kStdout, "hello\n");
+  CHECK(one.heldBytes() < 1024);  // an instance that logged one line holds about that line
+
+  LogRing busy(1000);
+  const std::string line(99, 'x');
+  std::string chunk;
+  for (int i = 0; i < 2600; ++i) chunk += line + "\n";  // one 256 KiB pipe's worth
+  for (int i = 0; i < 50; ++i) busy.append(LogStreamKind::kStdout, chunk);
+  CHECK(busy.size() == 1000);
+  CHECK(busy.nextOffset() == 50u * 2600u);
+  CHECK(busy.last(1).lines.at(0).text == line);
+  CHECK(busy.heldBytes() <= 3 * 1000 * 99);  // the last 1000 lines, plus what part-used blocks keep
+}
+
+TEST_CASE("countNewlines counts every newline at any length and alignment", "[spawner]") {
+  std::mt19937 rng(5);
+  std::vector<char> buf(70000);
+  for (auto& c : buf) c = (rng() % 7 == 0) ? '\n' : static_cast<char>('a' + rng() % 26);
+  for (std::size_t start : {0u, 1u, 3u, 15u, 16u, 17u}) {
+    for (std::size_t len : {0u, 1u, 15u, 16u, 17u, 255u * 16u, 255u * 16u + 9u, 65536u, 69000u}) {
+      CAPTURE(start, len);
+      CHECK(countNewlines(buf.data() + start, len) ==
+            static_cast<std::size_t>(std::count(buf.begin() + static_cast<long>(start),
+                                                buf.begin() + static_cast<long>(start + len), '\n')));
+    }
+  }
+  std::string all(5000, '\n');
+  CHECK(countNewlines(all.data(), all.size()) == 5000);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <regex>
 #include <sstream>
 
@@ -101,14 +102,15 @@ struct Fixture {
   std::unique_ptr<LogScratch> scratch = std::move(LogScratch::create().value());
 
   // Launches argv; returns the child and its stdout/stderr read ends.
-  std::pair<ManagedChild, Launched> start(std::vector<std::string> argv) {
+  // (ManagedChild stays where it was made: it is held by pointer.)
+  std::pair<std::unique_ptr<ManagedChild>, Launched> start(std::vector<std::string> argv) {
     LaunchRequest req;
     req.argv = std::move(argv);
     req.env = test::baseEnv();
     auto r = launch(req);
     REQUIRE(r.ok());
     guard.add(r->pid);
-    ManagedChild c(r->pid, std::move(r->pidfd), r->startTicks);
+    auto c = std::make_unique<ManagedChild>(r->pid, std::move(r->pidfd), r->startTicks);
     return {std::move(c), std::move(*r)};
   }
   std::shared_ptr<LogFile> file(const std::string& name, RotationPolicy p = {}) {
@@ -116,7 +118,8 @@ struct Fixture {
     REQUIRE(f.ok());
     return *f;
   }
-  void finish(ManagedChild& c) {
+  void finish(std::unique_ptr<ManagedChild>& p) {
+    ManagedChild& c = *p;
     auto ex = test::waitExit(c);
     REQUIRE(ex);
     CHECK(ex->exited);
@@ -168,7 +171,7 @@ TEST_CASE("instances sharing one file produce only whole lines", "[spawner]") {
   constexpr long kLines = 4000;
   constexpr std::size_t kLen = 300;
   auto shared = fx.file("shared.log");
-  std::vector<std::pair<ManagedChild, Launched>> kids;
+  std::vector<std::pair<std::unique_ptr<ManagedChild>, Launched>> kids;
   std::vector<std::unique_ptr<LogStream>> streams;
   Pumper p;
   for (const char* tag : {"A", "B", "C"}) {
@@ -382,7 +385,7 @@ TEST_CASE("large writers sharing a file never stall and write whole lines", "[sp
     for (long i = 0; i < kLines; ++i) in << chattyLine("L", i, kLen) << '\n';
   }
   auto shared = fx.file("big.log");
-  std::vector<std::pair<ManagedChild, Launched>> kids;
+  std::vector<std::pair<std::unique_ptr<ManagedChild>, Launched>> kids;
   std::vector<std::unique_ptr<LogStream>> streams;
   Pumper p;
   for (int i = 0; i < 2; ++i) {
