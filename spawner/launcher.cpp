@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -21,8 +22,61 @@
 #include <string_view>
 #include <unordered_map>
 
+#if defined(__x86_64__)
+// clone3 for a CLONE_VM child on its own stack, as glibc's internal clone3 does it: the child
+// starts on the new stack, calls fn(arg) and exits with its result. glibc exports no wrapper.
+// long provisrClone3(clone_args*, size_t, int (*fn)(void*), void* arg): pid, or -errno.
+extern "C" long provisrClone3(void* args, std::size_t size, int (*fn)(void*), void* arg);
+asm(R"(
+  .text
+  .globl provisrClone3
+  .hidden provisrClone3
+  .type provisrClone3, @function
+provisrClone3:
+  mov %rcx, %r8
+  mov %rdx, %r9
+  mov $435, %eax
+  syscall
+  test %rax, %rax
+  jnz 1f
+  xor %ebp, %ebp
+  mov %r8, %rdi
+  call *%r9
+  mov %eax, %edi
+  mov $60, %eax
+  syscall
+  hlt
+1:
+  ret
+  .size provisrClone3, .-provisrClone3
+)");
+#define PROVISR_HAVE_CLONE3 1
+#endif
+
 namespace provisr::spawner {
 namespace {
+
+#if PROVISR_HAVE_CLONE3
+// struct clone_args of <linux/sched.h> up to `cgroup` (CLONE_ARGS_SIZE_VER2), spelled out here:
+// that header's CLONE_* macros clash with glibc's <sched.h>.
+struct CloneArgs {
+  std::uint64_t flags = 0;
+  std::uint64_t pidfd = 0;
+  std::uint64_t childTid = 0;
+  std::uint64_t parentTid = 0;
+  std::uint64_t exitSignal = 0;
+  std::uint64_t stack = 0;
+  std::uint64_t stackSize = 0;
+  std::uint64_t tls = 0;
+  std::uint64_t setTid = 0;
+  std::uint64_t setTidSize = 0;
+  std::uint64_t cgroup = 0;
+};
+static_assert(sizeof(CloneArgs) == 88);
+constexpr std::uint64_t kCloneIntoCgroup = 0x200000000ULL;  // Linux 5.7
+// Cleared once the kernel refuses clone3 or CLONE_INTO_CGROUP: then the child joins by writing.
+std::atomic<bool> clone3Works{true};
+#endif
 
 constexpr std::size_t kChildStackSize = 256 * 1024;
 constexpr rlim_t kChildNofile = 1024;
@@ -31,7 +85,7 @@ constexpr unsigned kCloseRangeCloexec = 1U << 2;  // CLOSE_RANGE_CLOEXEC, Linux 
 constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
 
 // Stages the child reports through the error pipe; the parent turns them into words.
-enum class Stage : int { kSetpgid = 1, kSignals, kRlimit, kSetgroups, kSetgid, kSetuid, kChdir, kDup, kExec };
+enum class Stage : int { kSetpgid = 1, kSignals, kRlimit, kSetgroups, kSetgid, kSetuid, kChdir, kDup, kExec, kCgroup };
 
 const char* stageName(Stage s) {
   switch (s) {
@@ -44,6 +98,7 @@ const char* stageName(Stage s) {
     case Stage::kChdir: return "chdir";
     case Stage::kDup: return "dup2";
     case Stage::kExec: return "exec";
+    case Stage::kCgroup: return "cgroup";
   }
   return "child";
 }
@@ -70,6 +125,8 @@ struct ChildArgs {
   int out = -1;
   int err = -1;
   int reportFd = -1;
+  const int* cgroupProcs = nullptr;  // cgroup.procs of each leaf dir, opened by the parent
+  std::size_t ncgroupProcs = 0;
 };
 
 // The child runs on our memory: sanitizer bookkeeping in it (stack poisoning, no-return handling)
@@ -98,6 +155,10 @@ PROVISR_CHILD_CODE bool placeFd(int fd, int target) {
 PROVISR_CHILD_CODE int childMain(void* arg) {
   const auto& a = *static_cast<const ChildArgs*>(arg);
   if (::setpgid(0, 0) != 0) childFail(a, Stage::kSetpgid, errno);
+  // Into the leaf before anything else runs as this process: "0" names the writer.
+  for (std::size_t i = 0; i < a.ncgroupProcs; ++i) {
+    if (::write(a.cgroupProcs[i], "0", 1) != 1) childFail(a, Stage::kCgroup, errno);
+  }
 
   // Default disposition for every signal (the parent blocked all signals around clone, so no
   // spawner handler can run on this stack before the reset), then an empty mask.
@@ -229,6 +290,8 @@ class StackMap {
   StackMap(const StackMap&) = delete;
   StackMap& operator=(const StackMap&) = delete;
   void* top() const { return static_cast<char*>(base_) + size_; }  // stacks grow down on x86/arm
+  void* base() const { return base_; }
+  std::size_t size() const { return size_; }
   bool ok() const { return base_ != nullptr; }
 
  private:
@@ -419,14 +482,63 @@ Result<Launched> launch(const LaunchRequest& req, LaunchFailure* failure) {
   a.err = errWrite.get();
   a.reportFd = reportWrite.get();
 
+  cgroup::Leaf leaf;
+  if (req.useCgroup) {
+    std::string leafName = req.cgroupName;
+    if (leafName.empty()) leafName = envValue(env, "PROVISR_NAME");
+    if (leafName.empty()) leafName = path.substr(path.find_last_of('/') + 1);
+    int cgErr = 0;
+    auto prepared = cgroup::prepare(leafName, req.caps, &cgErr);
+    if (!prepared) return failNoErrno(failure, "cgroup", cgErr, prepared.error().message);
+    leaf = std::move(*prepared);
+  }
+  // A launch that fails from here on leaves no leaf behind (its child, if any, is reaped first).
+  struct LeafGuard {
+    const cgroup::Leaf& leaf;
+    bool keep = false;
+    ~LeafGuard() {
+      if (!keep) cgroup::discard(leaf);
+    }
+  } leafGuard{leaf};
+  std::vector<int> cgroupFds;
+  for (const auto& fd : leaf.procs) cgroupFds.push_back(fd.get());
+  a.cgroupProcs = cgroupFds.data();
+  a.ncgroupProcs = cgroupFds.size();
+
   StackMap stack(kChildStackSize);
   if (!stack.ok()) return fail(failure, "clone", errno, "cannot map the child stack");
   int pidfd = -1;
   pid_t pid = -1;
   {
     SignalBlock block;
+    bool cloned = false;
+#if PROVISR_HAVE_CLONE3
+    // Born in its cgroup2 leaf: no migration afterwards (a cgroup.procs write waits for an RCU
+    // grace period, ~2 ms, on every launch). Only the v1 leaves, if any, are joined by writing.
+    if (leaf.v2Dir && clone3Works.load(std::memory_order_relaxed)) {
+      CloneArgs ca;
+      ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | kCloneIntoCgroup;
+      ca.pidfd = reinterpret_cast<std::uintptr_t>(&pidfd);
+      ca.exitSignal = SIGCHLD;
+      ca.stack = reinterpret_cast<std::uintptr_t>(stack.base());
+      ca.stackSize = stack.size();
+      ca.cgroup = static_cast<std::uint64_t>(leaf.v2Dir.get());
+      a.cgroupProcs = cgroupFds.data() + 1;  // the v2 leaf is the first
+      a.ncgroupProcs = cgroupFds.size() - 1;
+      const long r = provisrClone3(&ca, sizeof ca, childMain, &a);
+      if (r >= 0 || (r != -ENOSYS && r != -E2BIG && r != -EINVAL)) {
+        cloned = true;
+        pid = r >= 0 ? static_cast<pid_t>(r) : -1;
+        if (r < 0) errno = static_cast<int>(-r);
+      } else {
+        clone3Works.store(false, std::memory_order_relaxed);
+        a.cgroupProcs = cgroupFds.data();
+        a.ncgroupProcs = cgroupFds.size();
+      }
+    }
+#endif
     // CLONE_VFORK: we resume once the child has exec'd or exited, so `a` and the stack stay valid.
-    pid = ::clone(childMain, stack.top(), CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &a, &pidfd);
+    if (!cloned) pid = ::clone(childMain, stack.top(), CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &a, &pidfd);
   }
   if (pid < 0) return fail(failure, "clone", errno, "clone failed");
   out.pid = pid;
@@ -449,6 +561,10 @@ Result<Launched> launch(const LaunchRequest& req, LaunchFailure* failure) {
     return fail(failure, stageName(st), r.err, what);
   }
   out.startTicks = readStartTicks(pid);
+  leafGuard.keep = true;
+  if (!leaf.empty()) out.cgroup = leaf.dirs.front();
+  out.pidsCapped = leaf.pidsCapped;
+  out.memoryCapped = leaf.memoryCapped;
   return out;
 }
 

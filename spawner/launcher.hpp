@@ -10,6 +10,7 @@
 
 #include "common/util/fd.hpp"
 #include "common/util/result.hpp"
+#include "spawner/cgroup.hpp"
 
 namespace provisr::spawner {
 
@@ -26,6 +27,11 @@ struct LaunchRequest {
   // launch makes the pipe and returns its read end in Launched.
   int stdoutWrite = -1;
   int stderrWrite = -1;
+  // The child's cgroup leaf (spawner/cgroup.hpp), joined before exec when the spawner runs as root
+  // with a writable cgroup hierarchy. Empty name: PROVISR_NAME from env, else the program's name.
+  bool useCgroup = true;
+  std::string cgroupName;  // the spawner names it "<key>.<generation>"
+  cgroup::Caps caps;       // pids_max / memory_max; skipped where no controller can carry them
 };
 
 struct Launched {
@@ -34,6 +40,9 @@ struct Launched {
   std::uint64_t startTicks = 0;  // /proc/<pid>/stat field 22, with pid it names the process
   UniqueFd stdoutRead;           // only when launch made the pipe
   UniqueFd stderrRead;
+  std::string cgroup;         // the child's first leaf directory; empty: not in a provisr cgroup
+  bool pidsCapped = false;    // the caps asked for that a controller enforces
+  bool memoryCapped = false;
 };
 
 // Why a launch failed, for callers that report errno separately (the error message says it too).
@@ -43,7 +52,8 @@ struct LaunchFailure {
 };
 
 // Starts the child in its own process group with default signal dispositions, an empty signal
-// mask, soft RLIMIT_NOFILE 1024, stdin /dev/null and exactly fds 0, 1, 2. Errors from the child
+// mask, soft RLIMIT_NOFILE 1024, stdin /dev/null, exactly fds 0, 1, 2 and (as root) its own cgroup
+// leaf with the request's caps. Errors from the child
 // (bad cwd, exec failure) come back through a CLOEXEC pipe as kSpawnFailed.
 Result<Launched> launch(const LaunchRequest& req, LaunchFailure* failure = nullptr);
 

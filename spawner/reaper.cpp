@@ -2,6 +2,7 @@
 #include "spawner/reaper.hpp"
 
 #include <dirent.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -15,11 +16,14 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <utility>
 
 namespace provisr::spawner {
 namespace {
 
 constexpr auto kIdPidfd = static_cast<idtype_t>(P_PIDFD);
+// How long release() waits for a killed leaf to empty before leaving its removal for later.
+constexpr std::chrono::milliseconds kLeafDrainWait{200};
 
 Error sysError(const std::string& what, int err) {
   return makeError(ErrorCode::kInternal, what + ": " + std::strerror(err) + " (errno " + std::to_string(err) + ")");
@@ -51,6 +55,48 @@ ExitStatus ExitStatus::fromWaitStatus(int status) {
   return s;
 }
 
+ManagedChild::ManagedChild(pid_t pid, UniqueFd pidfd, std::uint64_t startTicks)
+    : pid_(pid), pidfd_(std::move(pidfd)), startTicks_(startTicks), cgroup_(cgroup::membershipOf(pid)) {}
+
+ManagedChild::ManagedChild(ManagedChild&& o) noexcept
+    : pid_(o.pid_),
+      pidfd_(std::move(o.pidfd_)),
+      startTicks_(o.startTicks_),
+      released_(o.released_),
+      stopRequested_(o.stopRequested_),
+      cgroup_(std::exchange(o.cgroup_, cgroup::Membership{})) {}
+
+ManagedChild& ManagedChild::operator=(ManagedChild&& o) noexcept {
+  if (this != &o) {
+    abandon();
+    pid_ = o.pid_;
+    pidfd_ = std::move(o.pidfd_);
+    startTicks_ = o.startTicks_;
+    released_ = o.released_;
+    stopRequested_ = o.stopRequested_;
+    cgroup_ = std::exchange(o.cgroup_, cgroup::Membership{});
+  }
+  return *this;
+}
+
+ManagedChild::~ManagedChild() { abandon(); }
+
+void ManagedChild::abandon() {
+  if (released_ || cgroup_.empty()) return;
+  // Dropped unreleased: an adopted child whose exit the keeper reaped, or the spawner shutting down.
+  // After a stop whose leader is gone, nothing of the program may stay: kill the rest of the leaf.
+  // Otherwise (a running child the next spawner adopts) the leaf is removed only if already empty.
+  const bool finishStop = stopRequested_ && leaderGone();
+  if (finishStop) cgroup::killAll(cgroup_);
+  cgroup::remove(cgroup_, finishStop ? kLeafDrainWait : std::chrono::milliseconds(0));
+}
+
+bool ManagedChild::leaderGone() const {
+  // A pidfd polls readable once its process has exited (reaped or not, whoever its parent is).
+  pollfd p{pidfd_.get(), POLLIN, 0};
+  return pidfd_.valid() && ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN) != 0;
+}
+
 Result<std::optional<ExitStatus>> ManagedChild::peekExit() const {
   if (released_) return makeError(ErrorCode::kInternal, "peekExit after release of pid " + std::to_string(pid_));
   siginfo_t info{};
@@ -73,6 +119,12 @@ Status ManagedChild::release() {
   if (rc < 0) return sysError("waitid(P_PIDFD) reap of pid " + std::to_string(pid_), errno);
   if (info.si_pid == 0) return makeError(ErrorCode::kConflict, "pid " + std::to_string(pid_) + " has not exited");
   released_ = true;
+  if (!cgroup_.empty()) {
+    // A stopped program leaves nothing behind; after an exit of its own, descendants it left
+    // running keep their leaf until they are gone (it is retried later).
+    if (stopRequested_) cgroup::killAll(cgroup_);
+    cgroup::remove(cgroup_, stopRequested_ ? kLeafDrainWait : std::chrono::milliseconds(0));
+  }
   return {};
 }
 
@@ -93,17 +145,23 @@ Status ManagedChild::signalGroup(int sig) const {
 
 Status ManagedChild::beginStop(int sig) {
   stopRequested_ = true;
+  // Descendants that left the group (setsid) get the stop signal too.
+  if (!cgroup_.empty()) cgroup::signalOutside(cgroup_, sig, pgid());
   // ESRCH: the group is already gone, which is what a stop wants.
   if (::kill(-pgid(), sig) != 0 && errno != ESRCH) return sysError("stop of group " + std::to_string(pgid()), errno);
   return {};
 }
 
 Status ManagedChild::killGroup() const {
+  if (!cgroup_.empty()) cgroup::killAll(cgroup_);
   if (::kill(-pgid(), SIGKILL) != 0 && errno != ESRCH) return sysError("SIGKILL to group " + std::to_string(pgid()), errno);
   return {};
 }
 
-bool ManagedChild::groupAlive() const { return ::kill(-pgid(), 0) == 0 || errno == EPERM; }
+bool ManagedChild::groupAlive() const {
+  if (::kill(-pgid(), 0) == 0 || errno == EPERM) return true;
+  return !released_ && cgroup::populated(cgroup_);
+}
 
 std::vector<pid_t> listChildren() {
   std::vector<pid_t> out;

@@ -11,6 +11,7 @@
 
 #include "common/util/fd.hpp"
 #include "common/util/result.hpp"
+#include "spawner/cgroup.hpp"
 
 namespace provisr::spawner {
 
@@ -29,10 +30,18 @@ struct ExitStatus {
 // A managed child: the leader of its own process group, known through a pidfd. Its exit can be
 // read any number of times (WNOWAIT); the zombie stays until release(), so the pid — and the
 // process group id — cannot be reused before the master has acknowledged the exit.
+// When the child is in a provisr cgroup leaf (spawner/cgroup.hpp; found from /proc/<pid>/cgroup,
+// so an adopted child keeps the leaf its first spawner made), a stop reaches every process in the
+// leaf, setsid'd descendants included, and the leaf is removed once the child is released.
 class ManagedChild {
  public:
-  ManagedChild(pid_t pid, UniqueFd pidfd, std::uint64_t startTicks)
-      : pid_(pid), pidfd_(std::move(pidfd)), startTicks_(startTicks) {}
+  ManagedChild(pid_t pid, UniqueFd pidfd, std::uint64_t startTicks);
+  ~ManagedChild();
+  ManagedChild(const ManagedChild&) = delete;
+  ManagedChild& operator=(const ManagedChild&) = delete;
+  // A moved-from child owns nothing (no pidfd, no leaf): its destructor does nothing.
+  ManagedChild(ManagedChild&& o) noexcept;
+  ManagedChild& operator=(ManagedChild&& o) noexcept;
 
   pid_t pid() const { return pid_; }
   pid_t pgid() const { return pid_; }  // the launcher makes every child lead its own group
@@ -44,7 +53,8 @@ class ManagedChild {
   // ours) come back as values.
   Result<std::optional<ExitStatus>> peekExit() const;
 
-  // Reaps the zombie (after the master acknowledged the exit). Idempotent.
+  // Reaps the zombie (after the master acknowledged the exit). Idempotent. After a stop, whatever
+  // is left in the child's cgroup leaf is killed; the leaf is removed once empty.
   Status release();
 
   // The leader only, through the pidfd (never a reused pid).
@@ -53,14 +63,17 @@ class ManagedChild {
   // until release(): the zombie leader keeps the group id from being reused.
   Status signalGroup(int sig) const;
 
-  // Stop: send `sig` to the group now; the caller arms a timer for the stop timeout and calls
-  // killGroup() when it fires (if the group is still there). stopRequested() tells the loop whether
-  // a kill timer is owed.
+  // Stop: send `sig` to the group now (and to members of the cgroup leaf outside the group); the
+  // caller arms a timer for the stop timeout and calls killGroup() when it fires (if the group is
+  // still there). stopRequested() tells the loop whether a kill timer is owed.
   Status beginStop(int sig);
+  // SIGKILL to the group and to everything in the cgroup leaf.
   Status killGroup() const;
   bool stopRequested() const { return stopRequested_; }
-  // True while any process is in the group (an unreleased zombie leader counts).
+  // True while any process is in the group (an unreleased zombie leader counts) or in the leaf.
   bool groupAlive() const;
+  // The cgroup leaf, empty when the child is in none of provisr's.
+  const cgroup::Membership& cgroup() const { return cgroup_; }
 
  private:
   pid_t pid_;
@@ -68,6 +81,10 @@ class ManagedChild {
   std::uint64_t startTicks_;
   bool released_ = false;
   bool stopRequested_ = false;
+  cgroup::Membership cgroup_;
+
+  bool leaderGone() const;
+  void abandon();  // the destructor's leaf cleanup
 };
 
 // One orphan that was reaped: a descendant re-parented to us (PR_SET_CHILD_SUBREAPER).
