@@ -227,3 +227,23 @@ TEST_CASE("privilege: dropped master and gateway still die with the keeper (deat
   CHECK(waitFor([&] { return !alive(*master) && !alive(*gateway); }, 5s));
   CHECK(alive(*spawner));  // the spawner outlives the keeper (DESIGN §4); the Daemon cleans it up
 }
+
+TEST_CASE("privilege: a run_dir the daemon user cannot reach is refused by serve, nothing started", "[security][privilege]") {
+  REQUIRE(::geteuid() == 0);
+  TestUser user("reach");
+  TempDir dir;  // 0700 root: the user cannot pass it
+  const int port = freePort();
+  const std::string cfg = dir.write("config.toml", "[server]\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\n[daemon]\nuser = \"" +
+                                                      user.name + "\"\n");
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  auto r = run({binPath("provisr"), "serve", cfg, "--run-dir", dir.str() + "/run"}, "", {}, 15s);
+  const auto leftovers = childrenOfThisProcess();
+  Daemon::killOrphans();
+  INFO(r.err);
+  CHECK_FALSE(r.timed_out);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("user " + user.name + " cannot reach " + dir.str() + "/run/master") != std::string::npos);
+  CHECK(r.err.find("must be searchable") != std::string::npos);
+  CHECK(leftovers.empty());
+  CHECK_FALSE(std::filesystem::exists(dir.str() + "/run/keeper"));
+}
