@@ -95,6 +95,13 @@ void FdStore::readPending(int fd, std::vector<char>& buf, std::size_t maxMessage
     RecvWithFds got = recvWithFds(fd, buf.data(), buf.size(), MSG_DONTWAIT);
     const ssize_t n = got.n;
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n < 0 && (errno == ECONNRESET || errno == EPIPE)) {
+      // A spawner that died with unread messages (an Exited we pushed) resets the connection, and
+      // the kernel reports that before the datagrams it had sent: read those first (its last
+      // deposits), the end of the connection comes after them.
+      conns_.at(fd).peerGone = true;
+      continue;
+    }
     std::vector<UniqueFd> fds = std::move(got.fds);
     if (n <= 0) {
       if (n < 0) logLine(std::string("fd store: recvmsg: ") + std::strerror(errno));
@@ -183,7 +190,7 @@ bool FdStore::onReaped(pid_t pid, int rawStatus, std::int64_t atMs) {
 
 void FdStore::queue(int fd, OutItem item) {
   auto it = conns_.find(fd);
-  if (it == conns_.end()) return;
+  if (it == conns_.end() || it->second.peerGone) return;
   it->second.out.push_back(std::move(item));
   flush(fd);
 }
@@ -214,8 +221,15 @@ void FdStore::flush(int fd) {
         }
         return;
       }
-      logLine(std::string("fd store: sendmsg: ") + std::strerror(errno));
-      drop(fd);
+      // The spawner is gone, but what it sent before may still wait unread: the connection is
+      // dropped when reading reaches its end, not now (that would discard its last deposits).
+      logLine(std::string("fd store: sendmsg: ") + std::strerror(errno) + "; reading what the spawner sent before");
+      c.peerGone = true;
+      c.out.clear();
+      if (c.watchingWritable) {
+        c.watchingWritable = false;
+        (void)loop_.modifyFd(fd, EventLoop::kReadable);
+      }
       return;
     }
     if (cursor != nullptr && !plan.msg.last) {

@@ -51,6 +51,7 @@ class FdStore {
     UniqueFd fd;
     std::deque<OutItem> out;
     bool watchingWritable = false;
+    bool peerGone = false;  // a send failed or the peer reset: only its queued datagrams are read
   };
 
   FdStore(EventLoop& loop, UniqueFd listener, std::string path);

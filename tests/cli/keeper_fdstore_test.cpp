@@ -338,6 +338,52 @@ TEST_CASE("fd store: a withdraw applies first everything a dead spawner sent how
   CHECK(k.waitExit(keeper) == 0);
 }
 
+TEST_CASE("fd store: a spawner that dies with unread messages still has its last deposits applied", "[cli][keeper]") {
+  KeeperRun k;
+  const pid_t keeper = k.start();
+  const std::string sock = k.runDir() + "/keeper/fdstore.sock";
+  REQUIRE(waitFor([&] { return fdStoreReady(sock); }));
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  int sent = 0;
+  {
+    FdStoreClient old(sock);
+    REQUIRE(old.connected());
+    // Something from the keeper the spawner never reads (an Exited, here a withdraw chunk): its
+    // death then resets the connection, which the keeper's next read reports first.
+    REQUIRE(old.send(proto::encode(proto::Withdraw{}, 1)));
+    REQUIRE(old.readable(10000ms));
+    REQUIRE(::kill(keeper, SIGSTOP) == 0);
+    for (int i = 0; i < 10; ++i) {
+      if (!old.sendNow(proto::encode(deposit("late-" + std::to_string(i), 1, {proto::FdKind::kStdoutPipe}), 2), {p[0]})) break;
+      ++sent;
+    }
+  }
+  FdStoreClient next(sock);
+  const bool asked = next.connected() && next.send(proto::encode(proto::Withdraw{}, 900));
+  REQUIRE(::kill(keeper, SIGCONT) == 0);
+  REQUIRE(asked);
+  REQUIRE(sent == 10);
+  std::size_t entries = 0;
+  for (;;) {
+    auto r = next.receive();
+    REQUIRE(r);
+    for (int fd : r->fds) ::close(fd);
+    auto env = proto::decodeEnvelope(r->bytes.data(), r->bytes.size());
+    REQUIRE(env.ok());
+    auto chunk = proto::decodeBody<proto::WithdrawChunk>(*env);
+    REQUIRE(chunk.ok());
+    entries += chunk->entries.size();
+    if (chunk->last) break;
+  }
+  INFO(k.log());
+  CHECK(entries == 10);
+  ::close(p[0]);
+  ::close(p[1]);
+  REQUIRE(::kill(keeper, SIGTERM) == 0);
+  CHECK(k.waitExit(keeper) == 0);
+}
+
 TEST_CASE("keeper: a spawner that outlived its keeper is used watched and replaced when it exits", "[cli][keeper]") {
   Subreaper reaper;
   KeeperRun k;

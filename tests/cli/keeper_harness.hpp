@@ -223,6 +223,12 @@ class FdStoreClient {
     return sendWithFds(fd_, bytes, fds, MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(bytes.size());
   }
 
+  // Whether a datagram waits, without reading it.
+  bool readable(std::chrono::milliseconds timeout) {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1;
+  }
+
   struct Received {
     std::string bytes;
     std::vector<int> fds;  // owned by the caller
