@@ -99,6 +99,34 @@ void printJsonOrTable(const ClientOptions& opts, const json& body) {
   else printStatusTable(body);
 }
 
+// One line on the supervisor's own processes from GET /health (which works while the master is
+// down), for `status`: nullopt when every component runs and none was ever restarted, or when the
+// gateway does not answer it. `all` lists healthy components too.
+std::optional<std::string> componentSummary(const ApiClient& client, bool all) {
+  HttpResponse r = client.get("/health");
+  if (r.status != 200 && r.status != 503) return std::nullopt;
+  auto body = json::parse(r.body, nullptr, false);
+  if (!body.is_object() || !body.contains("components") || !body["components"].is_object()) return std::nullopt;
+  const json& comps = body["components"];
+  bool unusual = all;
+  std::string line = "components:";
+  auto describe = [&](const std::string& name, const json& c) {
+    const std::string state = c.value("state", std::string("unknown"));
+    const int restarts = c.contains("restarts") && c["restarts"].is_number_integer() ? c["restarts"].get<int>() : 0;
+    if (state != "running" || restarts > 0) unusual = true;
+    line += " " + name + " " + state;
+    if (restarts > 0) line += " (" + std::to_string(restarts) + (restarts == 1 ? " restart)" : " restarts)");
+    line += ",";
+  };
+  for (const char* name : {"keeper", "spawner", "master", "gateway"})
+    if (comps.contains(name) && comps[name].is_object()) describe(name, comps[name]);
+  for (const auto& [name, c] : comps.items())
+    if (name != "keeper" && name != "spawner" && name != "master" && name != "gateway" && c.is_object()) describe(name, c);
+  if (!unusual || line.back() != ',') return std::nullopt;
+  line.pop_back();
+  return line;
+}
+
 // `--name X`: a glob when it has * or ?, else an instance or program name.
 std::string selectorQuery(const std::optional<std::string>& name) {
   if (!name || *name == "*") return "wildcard=" + urlEncode("*");
@@ -153,7 +181,13 @@ int runStatus(const ClientOptions& opts, const std::optional<std::string>& name,
       }
       return rc;
     }
-    if (r.status != 200) return failed(r);
+    if (r.status != 200) {
+      int rc = failed(r);
+      // The master is down or restarting: say which component is, and how often it restarted.
+      if (r.status == 503)
+        if (auto summary = componentSummary(client, true)) std::cerr << *summary << "\n";
+      return rc;
+    }
     auto body = json::parse(r.body, nullptr, false);
     if (body.is_discarded()) {
       std::cerr << "provisr: the daemon answered something that is not JSON: " << r.body.substr(0, 200) << "\n";
@@ -168,6 +202,8 @@ int runStatus(const ClientOptions& opts, const std::optional<std::string>& name,
     } else {
       printJsonOrTable(opts, body);
     }
+    if (!opts.json())
+      if (auto summary = componentSummary(client, false)) std::printf("\n%s\n", summary->c_str());
     if (!watch) return kExitOk;
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::seconds(2));  // --watch refresh interval

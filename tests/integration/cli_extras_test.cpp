@@ -166,3 +166,37 @@ TEST_CASE("register and unregister without a daemon edit the programs directory"
   CHECK(unreg.exit_code == 0);
   CHECK_FALSE(std::filesystem::exists(file));
 }
+
+TEST_CASE("status names a component that restarted or is down below the table", "[integration]") {
+  TempDir dir;
+  const int port = freePort();
+  auto config = dir.write("config.toml", "[log]\ndir = \"" + dir.str() + "/logs\"\n[server]\nlisten = \"127.0.0.1:" +
+                                             std::to_string(port) + "\"\n" + programToml("svc", "sleep 1000"));
+  const std::string runDir = dir.str() + "/run";
+  Daemon daemon(config, runDir, dir.str() + "/serve.log");
+  Cli cli{"http://127.0.0.1:" + std::to_string(port) + "/api"};
+  REQUIRE(waitFor([&] { return cli.running("svc"); }, 20s));
+  INFO(daemon.log());
+  auto components = [&] { return json::parse(slurpFile(runDir + "/components.json"), nullptr, false); };
+
+  // All healthy: the table alone.
+  auto healthy = cli({"status", "-o", "table"});
+  CHECK(healthy.exit_code == 0);
+  CHECK(healthy.out.find("components:") == std::string::npos);
+
+  // The master killed once and back: the table, then a line saying so.
+  const int master = components()["master"]["pid"].get<int>();
+  REQUIRE(::kill(master, SIGKILL) == 0);
+  REQUIRE(waitFor([&] {
+    auto c = components();
+    return c.is_object() && c["master"]["state"] == "running" && c["master"]["pid"] != master && cli.running("svc");
+  }, 20s));
+  auto after = cli({"status", "-o", "table"});
+  INFO(after.out << after.err);
+  CHECK(after.exit_code == 0);
+  CHECK(after.out.find("svc") != std::string::npos);
+  CHECK(after.out.find("components: keeper running, spawner running, master running (1 restart), gateway running") !=
+        std::string::npos);
+  // JSON output stays the process list only.
+  CHECK(json::parse(cli({"status", "-o", "json"}).out, nullptr, false).is_array());
+}
