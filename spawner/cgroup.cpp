@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -334,7 +335,6 @@ std::vector<std::string> subtrees(State& s, int* err) {
   if (!s.subtreeMade && !L.v2Base.empty()) {
     if (L.v2Pids) (void)enableController(out[0], "pids");
     if (L.v2Memory) (void)enableController(out[0], "memory");
-    s.layout.v2Kill = ::access((out[0] + "/cgroup.kill").c_str(), F_OK) == 0;
   }
   s.subtreeMade = true;
   return out;

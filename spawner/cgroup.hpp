@@ -23,7 +23,6 @@ namespace provisr::spawner::cgroup {
 struct Caps {
   std::optional<std::uint64_t> pidsMax;    // tasks (processes and threads) in the leaf
   std::optional<std::uint64_t> memoryMax;  // bytes
-  bool any() const { return pidsMax.has_value() || memoryMax.has_value(); }
 };
 
 // What this process can use, found once (first call) from /proc/self/mountinfo and /proc/self/cgroup.
@@ -32,7 +31,6 @@ struct Layout {
   std::string v2Base;    // the spawner's cgroup2 directory (its own leaf's parent, see .cpp)
   bool v2Pids = false;   // the pids / memory controllers are enabled for our leaves in cgroup2
   bool v2Memory = false;
-  bool v2Kill = false;   // cgroup.kill exists (Linux 5.14)
   std::string v1PidsBase;    // the spawner's cgroup in a writable v1 pids hierarchy; empty: none
   std::string v1MemoryBase;  // same for memory
   std::vector<std::string> notes;  // why something is not available (for logs and docs)
