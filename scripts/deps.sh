@@ -10,6 +10,7 @@ PKGS=(
   python3 procps
   clang libclang-rt-dev   # the libFuzzer targets (scripts/fuzz.sh): clang 14, libFuzzer + ASan/UBSan runtimes
   prometheus
+  openssl curl   # tests_security: self-signed certificates, HTTPS requests
 )
 if [ "${PROVISR_DEPS_EXTRA:-}" != "" ]; then
   read -r -a extra <<<"$PROVISR_DEPS_EXTRA"
