@@ -751,7 +751,8 @@ void MasterCore::onSnapshotReply(const proto::Envelope& env, CoreEffects& fx) {
       fx.logs.push_back("adopted " + c.key + " (pid " + std::to_string(c.pid) + ")");
     } else if (!ours) {
       continue;
-    } else if (s == State::kStarting && !in.life.pid()) {
+    } else if (s == State::kStarting && !in.life.spawnedAtMono()) {
+      // (pid() is still the previous child's until this generation is reported spawned.)
       apply(in, Event::spawned(c.generation, c.pid), fx);
     } else if (s == State::kStopping && c.state == proto::ChildState::kRunning) {
       // The StopChild went to a spawner that died before carrying it out (or was refused by the
@@ -777,7 +778,7 @@ void MasterCore::onSnapshotReply(const proto::Envelope& env, CoreEffects& fx) {
     for (auto& [n, in] : insts_) {
       const State s = in.life.state();
       if (seen.count(n) || atRest(s) || s == State::kBackoff) continue;
-      if (s == State::kStarting && !in.life.pid()) {
+      if (s == State::kStarting && !in.life.spawnedAtMono()) {
         // The Spawn never reached a spawner that lived to carry it out: send it again. The same
         // generation keeps it idempotent (a spawner that did start it would have listed it).
         pendingSpawns_.push_back(childSpec(in, in.life.generation()));

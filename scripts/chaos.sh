@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="${2:?}"; shift ;;
     --victims) victims="${2:?}"; shift ;;
     --keeper) case_name="chaos: random kills of every component including the keeper" ;;
-    --ci) case_name="chaos: random kills of gateway and master" ;;
+    --ci) case_name="chaos: random kills of gateway master and spawner in CI" ;;
     -h|--help) usage ;;
     *) echo "chaos.sh: unknown argument $1" >&2; usage ;;
   esac

@@ -2,16 +2,15 @@
 // for a program that ran before (so the master still shows that old child's pid while starting
 // the new one): the master must send the Spawn again to the next spawner, not take the old pid for
 // a child that was started and then lost (which applied an unknown exit: the program ended
-// `fatal`, with the old pid, and nothing ran — seen in the chaos suite). Hidden from ctest until
-// the master tells "not yet reported spawned" from "no pid ever" (master_core.cpp's two
-// `s == State::kStarting && !in.life.pid()` checks); `tests_crash "[lost-spawn]"` runs it.
+// `fatal`, with the old pid, and nothing ran — seen in the chaos suite). The master now tells
+// "not yet reported spawned" from "no pid ever" (master_core.cpp, onSnapshotReply).
 #include <catch2/catch.hpp>
 
 #include "tests/crash/crash_tree.hpp"
 
 using namespace provisr::crash;
 
-TEST_CASE("crash: spawner killed holding the spawn of a program that ran before - it is started again and runs", "[crash][lost-spawn][.]") {
+TEST_CASE("crash: spawner killed holding the spawn of a program that ran before - it is started again and runs", "[crash][lost-spawn]") {
   Tree t({{"again", helper("ticker") + " 20 7 crash-lost-again", ""}});
   t.serve();
   REQUIRE(waitFor([&] { return t.componentsUp() && t.allRunning({"again"}); }, 30s));
