@@ -200,6 +200,15 @@ HttpServer::HttpServer(HttpOptions options, Context& ctx, const AccessPolicy& po
       sendJson(res, 404, errorBody(Error{ErrorCode::kNotFound, "no route " + req.method + " " + req.path}));
     } else if (res.status == 413) {
       sendJson(res, 413, errorBody(Error{ErrorCode::kInvalidArgument, "request body too large"}));
+    } else if (res.status == 400) {
+      // httplib refuses a POST without Content-Length before any route runs (`curl -X POST`).
+      const bool bodyless = req.method == "POST" && !req.has_header("Content-Length") &&
+                            !req.has_header("Transfer-Encoding");
+      sendJson(res, 400, errorBody(Error{ErrorCode::kInvalidArgument,
+                                         bodyless ? "bad request: POST " + req.path +
+                                                        " needs a Content-Length header: send an empty body "
+                                                        "(curl -d '') or a JSON body; selectors go in the query"
+                                                  : std::string("bad request: the HTTP request could not be parsed")}));
     }
   });
   svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {

@@ -103,6 +103,16 @@ TEST_CASE("hostile HTTP requests get a clear 4xx and change nothing", "[api]") {
     if (!c.says.empty()) CHECK(resp.find(c.says) != std::string::npos);
   }
 
+  // A POST with no Content-Length at all (`curl -X POST URL`): a 400 that says what is missing.
+  {
+    RawConn conn(t.port);
+    conn.send("POST /api/start?name=web-1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer " +
+              std::string(kToken) + "\r\n\r\n");
+    const std::string resp = conn.read(10s);
+    INFO(resp);
+    CHECK(statusOf(resp) == 400);
+    CHECK(resp.find("needs a Content-Length header") != std::string::npos);
+  }
   // A body over the 1 MiB cap: 413, not read into memory first.
   {
     RawConn conn(t.port);
