@@ -200,6 +200,11 @@ proto::ChildSpec MasterCore::childSpec(const Inst& in, std::uint64_t generation)
   c.log.timestamps = p->log.timestamps;
   if (p->memory_max) c.memory_max_bytes = static_cast<std::uint64_t>(*p->memory_max);
   if (p->pids_max) c.pids_max = static_cast<std::uint64_t>(*p->pids_max);
+  // max_processes is the same cap (both become the leaf's pids.max); the smaller wins.
+  if (p->max_processes) {
+    const auto mp = static_cast<std::uint64_t>(*p->max_processes);
+    c.pids_max = c.pids_max ? std::min(*c.pids_max, mp) : mp;
+  }
   return c;
 }
 

@@ -300,10 +300,13 @@ proto::SpawnResult SpawnerCore::spawnOne(const proto::ChildSpec& spec) {
   };
 
   // The log files first: a child whose output has nowhere to go is not started.
+  // errno is still the failed open's (its error is only formatted): out of fds is EMFILE/ENFILE,
+  // like a failed pipe; anything else EIO.
+  auto openErrno = [] { return errno == EMFILE || errno == ENFILE ? errno : EIO; };
   auto outFile = fileFor(spec.log.stdout_path, spec.log);
-  if (!outFile) return failed(EIO, "log_open", outFile.error().message);
+  if (!outFile) return failed(openErrno(), "log_open", outFile.error().message);
   auto errFile = fileFor(spec.log.stderr_path, spec.log);
-  if (!errFile) return failed(EIO, "log_open", errFile.error().message);
+  if (!errFile) return failed(openErrno(), "log_open", errFile.error().message);
   auto outPipe = makeOutputPipe();
   if (!outPipe) return failed(EMFILE, "pipe", outPipe.error().message);
   auto errPipe = makeOutputPipe();
@@ -328,6 +331,9 @@ proto::SpawnResult SpawnerCore::spawnOne(const proto::ChildSpec& spec) {
   lr.umask = static_cast<mode_t>(spec.umask);
   lr.stdoutWrite = outPipe->write.get();
   lr.stderrWrite = errPipe->write.get();
+  lr.cgroupName = spec.key + "." + std::to_string(spec.generation);
+  lr.caps.pidsMax = spec.pids_max;
+  lr.caps.memoryMax = spec.memory_max_bytes;
   LaunchFailure why;
   auto launched = launch(lr, &why);
   outPipe->write.reset();

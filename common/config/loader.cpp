@@ -460,8 +460,44 @@ std::vector<std::pair<std::string, std::string>> splitAll(const std::vector<std:
   return out;
 }
 
-bool canEnforceCaps(const LoadOptions& o) {
-  return effectiveUid(o) == 0 && access("/sys/fs/cgroup", W_OK) == 0;
+// Whether a root spawner can carry `controller` ("pids" or "memory") in a cgroup: a writable cgroup2
+// mount whose cgroup.controllers lists it, or a writable cgroup v1 hierarchy of it (the spawner's
+// fallback on hybrid layouts, docs/resources.md). Mounts come from /proc/self/mountinfo: the
+// hierarchy can be anywhere (/sys/fs/cgroup itself is often a tmpfs holding the mount points).
+bool cgroupCanCarry(const std::string& controller) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto sep = line.find(" - ");
+    if (sep == std::string::npos) continue;
+    std::istringstream pre(line.substr(0, sep));
+    std::istringstream post(line.substr(sep + 3));
+    std::string id, parent, dev, root, point, opts, type, source, super;
+    if (!(pre >> id >> parent >> dev >> root >> point >> opts) || !(post >> type >> source >> super)) continue;
+    if (access(point.c_str(), W_OK) != 0) continue;
+    if (type == "cgroup2") {
+      std::ifstream c(point + "/cgroup.controllers");
+      for (std::string w; c >> w;) {
+        if (w == controller) return true;
+      }
+    } else if (type == "cgroup") {
+      std::istringstream list(super);
+      for (std::string w; std::getline(list, w, ',');) {
+        if (w == controller) return true;
+      }
+    }
+  }
+  return false;
+}
+
+struct CapSupport {
+  bool pids = false;
+  bool memory = false;
+};
+
+CapSupport canEnforceCaps(const LoadOptions& o) {
+  if (effectiveUid(o) != 0) return {};
+  return {cgroupCanCarry("pids"), cgroupCanCarry("memory")};
 }
 
 // Cross-program checks over every draft; only drafts with `check` set get diagnostics.
@@ -571,15 +607,18 @@ void validatePrograms(std::vector<Draft>& drafts, const std::set<std::string>& b
       }
     }
   }
-  // Resource caps need a root provisr with a writable cgroup v2 tree.
-  bool enforce = canEnforceCaps(o);
+  // Resource caps need a root provisr and a writable cgroup hierarchy carrying their controller.
+  const CapSupport enforce = canEnforceCaps(o);
   for (auto& d : drafts) {
-    if (!d.check || enforce) continue;
-    if (d.spec.max_processes || d.spec.memory_max || d.spec.pids_max) {
+    if (!d.check) continue;
+    const bool pidsCap = d.spec.max_processes || d.spec.pids_max;
+    const bool memCap = d.spec.memory_max.has_value();
+    if ((pidsCap && !enforce.pids) || (memCap && !enforce.memory)) {
       Sink s(out, d.spec.source_file);
       s.warn(d.caps_line, keyOf(d, d.caps_field),
              "resource caps (max_processes, memory_max, pids_max) cannot be enforced: they need provisr "
-             "running as root with a writable /sys/fs/cgroup; they are ignored here");
+             "running as root with a writable cgroup hierarchy that has the pids/memory controller "
+             "(cgroup2, or the cgroup v1 pids/memory hierarchy); they are ignored here");
     }
   }
   // `${NAME}` in program env that nothing before defines.

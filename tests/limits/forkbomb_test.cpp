@@ -21,10 +21,7 @@ double msSince(Clock::time_point t) { return std::chrono::duration<double, std::
 
 }  // namespace
 
-// [!mayfail] until spawner/spawner_core.cpp hands ChildSpec.pids_max to the launcher
-// (LaunchRequest::caps): without it the leaf has no pids.max, the bomb refuses to start and the
-// check of the cap fails. Remove the tag with that change.
-TEST_CASE("limits: a fork bomb is held at pids_max and stop kills every process it made", "[limits][cgroup][!mayfail]") {
+TEST_CASE("limits: a fork bomb is held at pids_max and stop kills every process it made", "[limits][cgroup]") {
   if (::geteuid() != 0) {
     WARN("not root: provisr makes no cgroups, nothing to test");
     return;
