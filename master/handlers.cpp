@@ -321,7 +321,8 @@ void MasterCore::onRestart(const Route& route, const proto::Envelope& env, CoreE
   }
   if (!req.dry_run) {
     for (const auto& n : *names) {
-      setIntent(n, Intent::kStarted);
+      // Until the new child runs: a master killed between the stop and the start finishes it.
+      setIntent(n, Intent::kRestarting);
       apply(insts_.at(n), Event::restart(), fx);
     }
   }

@@ -97,6 +97,10 @@ void MasterCore::setIntent(const std::string& instance, Intent intent) { (void)s
 void MasterCore::apply(Inst& in, const Event& ev, CoreEffects& fx) {
   const Effects r = in.life.apply(ev, clock_);
   touch(in.name);
+  // A restart is finished once the spawner started its new child (persisted before the next Ack).
+  if (ev.kind == EventKind::kSpawned && r.disposition != Disposition::kInvalid &&
+      store_.intent(in.name) == Intent::kRestarting)
+    setIntent(in.name, Intent::kStarted);
   if (in.forget) forgetting_.insert(in.name);
   if (r.disposition == Disposition::kInvalid) {
     fx.logs.push_back(in.name + ": " + std::string(eventName(ev.kind)) + " cannot happen in state " +
@@ -744,6 +748,9 @@ void MasterCore::onSnapshotReply(const proto::Envelope& env, CoreEffects& fx) {
       continue;
     }
     Inst& in = it->second;
+    // A user restart the previous master began and did not finish (its stop may have been carried
+    // out, with any exit code, while no master ran): finished below, whatever the exit policy says.
+    const bool restartUnfinished = first && store_.intent(in.name) == Intent::kRestarting;
     in.life.seedGeneration(c.generation);
     std::optional<WallTime> startedAt;
     if (c.started_at_ms > 0) startedAt = WallTime(std::chrono::milliseconds(c.started_at_ms));
@@ -776,6 +783,17 @@ void MasterCore::onSnapshotReply(const proto::Envelope& env, CoreEffects& fx) {
       e.exit_code = c.exit_code;
       e.exit_signal = c.exit_signal;
       apply(in, e, fx);
+    }
+    if (restartUnfinished) {
+      setIntent(in.name, Intent::kRestarting);
+      const State now = in.life.state();
+      if (now == State::kRunning) {
+        fx.logs.push_back("restarting " + in.name + " again: the previous master was killed during its restart");
+        apply(in, Event::restart(), fx);
+      } else if (atRest(now)) {
+        fx.logs.push_back("starting " + in.name + ": the previous master was killed between its restart's stop and start");
+        apply(in, Event::start(), fx);
+      }
     }
   }
   if (!first) {

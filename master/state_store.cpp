@@ -86,7 +86,8 @@ std::string encodeState(const PersistedState& s) {
   out += '\n';
   std::size_t records = 0;
   for (const auto& [name, intent] : s.intents) {
-    out += "intent " + name + (intent == Intent::kStopped ? " stopped\n" : " started\n");
+    out += "intent " + name +
+           (intent == Intent::kStopped ? " stopped\n" : intent == Intent::kRestarting ? " restarting\n" : " started\n");
     ++records;
   }
   for (const auto& [name, n] : s.scale) {
@@ -148,6 +149,7 @@ Result<PersistedState> decodeState(std::string_view text) {
     if (w[0] == "intent") {
       if (w[2] == "stopped") s.intents[name] = Intent::kStopped;
       else if (w[2] == "started") s.intents[name] = Intent::kStarted;
+      else if (w[2] == "restarting") s.intents[name] = Intent::kRestarting;
       else return corrupt(lineno, "unknown intent '" + std::string(w[2]) + "'");
     } else if (w[0] == "scale") {
       const auto n = parseNumber<int>(w[2]);

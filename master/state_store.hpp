@@ -3,7 +3,7 @@
 //
 // File format, one record per line, names being [A-Za-z0-9._-]:
 //   provisr-master-state 1
-//   intent <instance> started|stopped
+//   intent <instance> started|stopped|restarting
 //   scale <program> <instances>
 //   restarts <instance> <count>
 //   generations <floor>      (every child generation the master ever sent is below it)
@@ -22,7 +22,9 @@
 
 namespace provisr::master {
 
-enum class Intent : std::uint8_t { kStarted, kStopped };
+// kRestarting: a user restart whose new child has not run yet (it outlives a master killed between
+// the restart's stop and its start).
+enum class Intent : std::uint8_t { kStarted, kStopped, kRestarting };
 
 struct PersistedState {
   std::map<std::string, Intent> intents;          // instance -> what its user last asked for

@@ -279,6 +279,64 @@ TEST_CASE("an exit queued while the master was down is applied once, by policy",
   CHECK(h.core->status("api-1")->restarts == 1);
 }
 
+TEST_CASE("a restart cut by a master kill between its stop and its start still ends with a new child", "[master]") {
+  // db has no auto_restart: an exit 0 while no master runs would otherwise leave it `exited`.
+  Harness a;
+  a.connect(1);
+  a.started("db", 100);
+  a.started("api-1", 101);
+  a.started("api-2", 102);
+  a.advance(1s);
+  a.started("web", 103);
+  a.advance(1s);
+  a.request(proto::Restart{{proto::SelectorKind::kName, "db"}, std::nullopt, false});
+  REQUIRE(a.stops == std::vector<std::string>{"db"});
+  REQUIRE(a.core->store().intent("db") == Intent::kRestarting);
+  const std::uint64_t oldGen = a.generationOf("db");
+  const PersistedState onDisk = a.core->store().state();
+
+  SECTION("the stop was carried out while no master ran: the next master starts db") {
+    Harness b(onDisk);
+    proto::ChildInfo gone = child("db", oldGen, 100);
+    gone.state = proto::ChildState::kExited;
+    gone.exit_code = 0;
+    b.connect(2, {gone, child("api-1", 1, 101), child("api-2", 1, 102), child("web", 1, 103)});
+    CHECK(b.spawnedKeys() == std::set<std::string>{"db"});
+    CHECK(b.generationOf("db") > oldGen);
+    b.started("db", 200);
+    CHECK(b.state("db") == "running");
+    CHECK(b.core->store().intent("db") == Intent::kStarted);
+    CHECK(b.core->status("db")->restarts == 0);  // a user restart, not a policy one
+  }
+  SECTION("the stop never reached the child: the next master stops it, then starts a new one") {
+    Harness b(onDisk);
+    b.connect(2, {child("db", oldGen, 100), child("api-1", 1, 101), child("api-2", 1, 102), child("web", 1, 103)});
+    CHECK(b.stops == std::vector<std::string>{"db"});
+    CHECK(b.spawns.empty());
+    proto::ChildExited ev;  // the adopted child's exit (its generation is the old master's)
+    ev.seq = ++b.seq;
+    ev.key = "db";
+    ev.generation = oldGen;
+    ev.exit_code = 0;
+    b.absorb(b.core->onSpawnerMessage(proto::encode(ev, ev.seq)));
+    CHECK(b.spawnedKeys() == std::set<std::string>{"db"});
+    b.started("db", 200);
+    CHECK(b.state("db") == "running");
+    CHECK(b.core->store().intent("db") == Intent::kStarted);
+  }
+  SECTION("the restart finished before the kill: nothing is restarted again") {
+    a.exitedWith("db", 0);
+    a.started("db", 200);
+    CHECK(a.core->store().intent("db") == Intent::kStarted);
+    Harness b(a.core->store().state());
+    b.connect(2, {child("db", a.generationOf("db"), 200), child("api-1", 1, 101), child("api-2", 1, 102),
+                  child("web", 1, 103)});
+    CHECK(b.stops.empty());
+    CHECK(b.spawns.empty());
+    CHECK(b.state("db") == "running");
+  }
+}
+
 TEST_CASE("a user stop survives a spawner reconnect", "[master]") {
   Harness h;
   h.connect(1);

@@ -76,6 +76,17 @@ TEST_CASE("encode/decode round trip, byte-exact format", "[master][state]") {
   CHECK(empty->empty());
 }
 
+TEST_CASE("a restart in progress is kept as its own intent", "[master][state]") {
+  PersistedState s;
+  s.intents["db"] = Intent::kRestarting;
+  s.intents["web"] = Intent::kStarted;
+  const auto text = encodeState(s);
+  CHECK(text.find("intent db restarting\n") != std::string::npos);
+  auto back = decodeState(text);
+  REQUIRE(back.ok());
+  CHECK(*back == s);
+}
+
 TEST_CASE("decode refuses every kind of damage", "[master][state]") {
   const std::string good = encodeState(sample());
   std::vector<std::pair<std::string, std::string>> bad{
