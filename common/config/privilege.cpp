@@ -77,7 +77,17 @@ Status ownDirectory(int dirFd, const std::string& display, const Account& accoun
   while (dirent* e = ::readdir(d)) {
     const std::string n = e->d_name;
     if (n == "." || n == "..") continue;
-    if (::fchownat(dirFd, n.c_str(), account.uid, account.gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT && out.ok())
+    // Root changes owners here while the account can write the directory: only what an earlier
+    // root master left (not yet the account's), never a symlink, and never a file with a second
+    // name, which would hand the account a root file it hard-linked in.
+    // The checks and the chown go through one O_PATH descriptor: a name swapped in between is
+    // not the file checked.
+    UniqueFd f(::openat(dirFd, n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st {};
+    if (!f || ::fstat(f.get(), &st) != 0) continue;
+    if (st.st_uid == account.uid || S_ISLNK(st.st_mode)) continue;
+    if (!S_ISDIR(st.st_mode) && st.st_nlink != 1) continue;
+    if (::fchownat(f.get(), "", account.uid, account.gid, AT_EMPTY_PATH) != 0 && out.ok())
       out = sysError("chown " + display + "/" + n);
   }
   ::closedir(d);

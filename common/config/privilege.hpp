@@ -37,8 +37,8 @@ Status prepareRunDir(const std::string& run_dir, const Account& account);
 // a child that becomes the account. kForbidden naming the problem otherwise.
 Status checkReachable(const std::string& run_dir, const Account& account);
 
-// Makes `dirFd` and every entry directly in it owned by the account (no symlink followed), and
-// the directory 0700. The master calls it on `master/` before dropping.
+// Makes `dirFd` and every entry directly in it owned by the account (no symlink followed; a file
+// with a second hard link is left alone), and the directory 0700. The master calls it on `master/` before dropping.
 Status ownDirectory(int dirFd, const std::string& display, const Account& account);
 
 // setgroups(account's groups), setgid, setuid (real, effective and saved), then checks that

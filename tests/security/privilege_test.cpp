@@ -188,6 +188,12 @@ TEST_CASE("privilege: a master killed with SIGKILL comes back dropped and adopts
   const auto master = componentPid(d.run_dir, "master");
   REQUIRE(web);
   REQUIRE(master);
+  // What the account could plant in master/ (its own directory) before the master's restart: a
+  // hard link to a root file. The restarting master, still root, must not hand that file over.
+  const std::string rootFile = d.run_dir + "/root-only";
+  { std::ofstream(rootFile) << "secret\n"; }
+  REQUIRE(::chmod(rootFile.c_str(), 0600) == 0);
+  REQUIRE(::link(rootFile.c_str(), (d.run_dir + "/master/planted").c_str()) == 0);
 
   REQUIRE(::kill(*master, SIGKILL) == 0);
   std::optional<pid_t> next;
@@ -199,6 +205,7 @@ TEST_CASE("privilege: a master killed with SIGKILL comes back dropped and adopts
       20s));
   INFO(d.daemon->log());
   checkDropped(*next, user);
+  CHECK(lstatOf(rootFile).st_uid == 0);
   CHECK(d.childPid("web") == web);  // the same child, adopted, not a new one
   CHECK(alive(*web));
   // The new master can write its state: a stop is acknowledged and sticks.
