@@ -181,7 +181,9 @@ void moveOwnProcesses(const std::string& base) {
   std::istringstream procs(readSmall(base + "/cgroup.procs"));
   pid_t pid = 0;
   while (procs >> pid) {
-    bool ours = pid == ::getpid() || pid == parent;
+    // The parent is the keeper only while it lives: an orphaned spawner's parent (1 or another
+    // subreaper) is not ours to move.
+    bool ours = pid == ::getpid() || (pid == parent && parent > 1);
     if (!ours) {
       std::string stat = readSmall("/proc/" + std::to_string(pid) + "/stat");
       auto close = stat.rfind(')');
