@@ -14,13 +14,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-pid_t spawnerPid(const api::Trio& t) {
-  auto j = nlohmann::json::parse(slurp(t.run_dir + "/components.json"), nullptr, false);
-  if (!j.is_object() || !j.contains("spawner") || !j["spawner"]["pid"].is_number_integer()) return 0;
-  if (j["spawner"].value("state", "") != "running") return 0;
-  return j["spawner"]["pid"].get<pid_t>();
-}
-
 bool gone(const Leaves& l) {
   for (const auto& d : l.all()) {
     if (::access(d.c_str(), F_OK) == 0) return false;
@@ -59,10 +52,10 @@ TEST_CASE("limits: stop kills setsid'd descendants through the cgroup leaf, also
   }
 
   if (restart) {
-    const pid_t old = spawnerPid(t);
+    const pid_t old = spawnerPid(t.run_dir, true);
     REQUIRE(old > 0);
     REQUIRE(::kill(old, SIGKILL) == 0);
-    REQUIRE(waitFor([&] { pid_t now = spawnerPid(t); return now > 0 && now != old && alive(now); }, 20s));
+    REQUIRE(waitFor([&] { pid_t now = spawnerPid(t.run_dir, true); return now > 0 && now != old && alive(now); }, 20s));
     // Adopted: the same child, still running, still in its leaf.
     REQUIRE(waitFor([&] { return t.state("tree") == "running" && t.pid("tree") == leader; }, 20s));
     CHECK(leavesOf(*leader).all() == leaves.all());

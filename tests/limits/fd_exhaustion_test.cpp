@@ -17,12 +17,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-pid_t spawnerPid(const api::Trio& t) {
-  auto j = nlohmann::json::parse(slurp(t.run_dir + "/components.json"), nullptr, false);
-  if (!j.is_object() || !j.contains("spawner") || !j["spawner"]["pid"].is_number_integer()) return 0;
-  return j["spawner"]["pid"].get<pid_t>();
-}
-
 // The lowest fd number `pid` has free: the next open() there gets it.
 int lowestFreeFd(pid_t pid) {
   std::set<int> used;
@@ -70,7 +64,7 @@ TEST_CASE("limits: the spawner out of fds - the start fails with EMFILE, backs o
   const auto bystander = t.pid("bystander");
   REQUIRE(t.post("/stop?name=victim&wait=10s")->status == 200);
   REQUIRE(t.waitState("victim", "stopped"));
-  const pid_t spawner = spawnerPid(t);
+  const pid_t spawner = spawnerPid(t.run_dir);
   REQUIRE(spawner > 0);
 
   // No fd left: the soft limit at the lowest free fd number (the hard limit stays).

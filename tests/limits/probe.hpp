@@ -41,6 +41,15 @@ inline std::vector<std::string> split(const std::string& s, char sep) {
 
 inline bool alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
 
+// The spawner's pid from run_dir/components.json; 0 when it is not there (or, with
+// `runningOnly`, while the keeper does not report it running).
+inline pid_t spawnerPid(const std::string& run_dir, bool runningOnly = false) {
+  auto j = nlohmann::json::parse(slurp(run_dir + "/components.json"), nullptr, false);
+  if (!j.is_object() || !j.contains("spawner") || !j["spawner"]["pid"].is_number_integer()) return 0;
+  if (runningOnly && j["spawner"].value("state", "") != "running") return 0;
+  return j["spawner"]["pid"].get<pid_t>();
+}
+
 // Every pid whose command line has `marker` as one of its arguments (a fork keeps the argv).
 inline std::vector<pid_t> markedPids(const std::string& marker) {
   std::vector<pid_t> out;
