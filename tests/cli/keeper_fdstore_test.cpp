@@ -91,6 +91,23 @@ bool allStarted(const KeeperRun& k) {
   return !k.starts("spawner").empty() && !k.starts("master").empty() && !k.starts("gateway").empty();
 }
 
+// Reads the keeper's answer to a Withdraw to its last chunk; the number of entries handed back
+// (their fds are closed).
+std::size_t withdrawnEntries(FdStoreClient& client) {
+  std::size_t entries = 0;
+  for (;;) {
+    auto r = client.receive();
+    REQUIRE(r);
+    for (int fd : r->fds) ::close(fd);
+    auto env = proto::decodeEnvelope(r->bytes.data(), r->bytes.size());
+    REQUIRE(env.ok());
+    auto chunk = proto::decodeBody<proto::WithdrawChunk>(*env);
+    REQUIRE(chunk.ok());
+    entries += chunk->entries.size();
+    if (chunk->last) return entries;
+  }
+}
+
 }  // namespace
 
 TEST_CASE("fd store: deposited pipes and pidfd come back working — the keeper keeps its copies until Release", "[cli][keeper]") {
@@ -318,18 +335,7 @@ TEST_CASE("fd store: a withdraw applies first everything a dead spawner sent how
   REQUIRE(::kill(keeper, SIGCONT) == 0);
   REQUIRE(asked);
   REQUIRE(sent > 64);
-  std::size_t entries = 0;
-  for (;;) {
-    auto r = next.receive();
-    REQUIRE(r);
-    for (int fd : r->fds) ::close(fd);
-    auto env = proto::decodeEnvelope(r->bytes.data(), r->bytes.size());
-    REQUIRE(env.ok());
-    auto chunk = proto::decodeBody<proto::WithdrawChunk>(*env);
-    REQUIRE(chunk.ok());
-    entries += chunk->entries.size();
-    if (chunk->last) break;
-  }
+  const std::size_t entries = withdrawnEntries(next);
   INFO(k.log());
   CHECK(entries == static_cast<std::size_t>(sent));
   ::close(p[0]);
@@ -364,18 +370,7 @@ TEST_CASE("fd store: a spawner that dies with unread messages still has its last
   REQUIRE(::kill(keeper, SIGCONT) == 0);
   REQUIRE(asked);
   REQUIRE(sent == 10);
-  std::size_t entries = 0;
-  for (;;) {
-    auto r = next.receive();
-    REQUIRE(r);
-    for (int fd : r->fds) ::close(fd);
-    auto env = proto::decodeEnvelope(r->bytes.data(), r->bytes.size());
-    REQUIRE(env.ok());
-    auto chunk = proto::decodeBody<proto::WithdrawChunk>(*env);
-    REQUIRE(chunk.ok());
-    entries += chunk->entries.size();
-    if (chunk->last) break;
-  }
+  const std::size_t entries = withdrawnEntries(next);
   INFO(k.log());
   CHECK(entries == 10);
   ::close(p[0]);
