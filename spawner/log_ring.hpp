@@ -5,9 +5,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "common/util/fd.hpp"
 
 namespace provisr::spawner {
 
@@ -33,10 +36,17 @@ std::size_t countNewlines(const char* p, std::size_t n);
 // glued to stderr output. Offsets continue across restarts through `startOffset`.
 // The text of the lines lives in a few large blocks (no allocation per line), and lines of a chunk
 // that the end of the same chunk pushes out again are counted, not stored.
+//
+// Bytes a stream spliced into a regular log file need not pass through user space at once: the
+// stream names them by file and position (appendFile) and the ring reads them from a read-only
+// mapping of the file's page cache (no copy) when it is next asked anything, when another stream or
+// range comes, or when kMaxDeferred bytes wait. Offsets and order are then exactly what append()
+// of the same bytes would give.
 class LogRing {
  public:
   static constexpr std::size_t kDefaultCapacity = 1000;
   static constexpr std::size_t kMaxLineBytes = 16 * 1024;  // a longer line is cut into pieces
+  static constexpr std::size_t kMaxDeferred = 8 * 1024 * 1024;
 
   explicit LogRing(std::size_t capacity = kDefaultCapacity, std::uint64_t startOffset = 0);
 
@@ -46,18 +56,34 @@ class LogRing {
   }
   // The same when the caller already counted the newlines in `bytes`.
   void append(LogStreamKind stream, std::string_view bytes, std::size_t newlines);
+  // `len` bytes of one stream that are in the regular file `file` at `pos` (just spliced there):
+  // read later through a mapping. `file` stays open (shared) until then, even after a rotation.
+  void appendFile(LogStreamKind stream, std::shared_ptr<const UniqueFd> file, std::uint64_t pos, std::size_t len);
   // The stream ended (EOF): its partial line, if any, becomes a line.
   void flushPartial(LogStreamKind stream);
+  // Reads what appendFile deferred. Every query does this first; bytes the file no longer holds
+  // (truncated behind the ring's back) are left out.
+  void settle();
+  std::size_t deferredBytes() const { return deferred_.len; }
 
   // Lines with offset >= since, at most `limit`, oldest first. since = 0 (or older than the ring)
   // starts at the oldest line held; `gap` then tells whether lines were lost to the caller.
-  TailResult tail(std::uint64_t since, std::size_t limit) const;
+  TailResult tail(std::uint64_t since, std::size_t limit);
   // The last `n` lines, for `provisr logs NAME` without since.
-  TailResult last(std::size_t n) const;
+  TailResult last(std::size_t n);
 
-  std::uint64_t nextOffset() const { return next_; }
-  std::uint64_t firstOffset() const { return next_ - lines_.size(); }
-  std::size_t size() const { return lines_.size(); }
+  std::uint64_t nextOffset() {
+    settle();
+    return next_;
+  }
+  std::uint64_t firstOffset() {
+    settle();
+    return next_ - lines_.size();
+  }
+  std::size_t size() {
+    settle();
+    return lines_.size();
+  }
   // Bytes of line text held, including what evicted lines leave in a block still in use.
   std::size_t heldBytes() const;
 
@@ -75,7 +101,19 @@ class LogRing {
   };
   // One line made of a + b; `store` false only counts it (it would be evicted within the chunk).
   void push(LogStreamKind stream, std::string_view a, std::string_view b, bool store);
+  void appendNow(LogStreamKind stream, std::string_view bytes, std::size_t newlines);
+  // Counts the first `skip` newline-terminated lines of `bytes` without storing them and drops
+  // them from `bytes`, when none is long enough to be cut; false (nothing done) otherwise.
+  bool skipLines(std::string& part, std::string_view& bytes, std::size_t newlines, std::size_t skip);
   RingLine line(const Entry& e) const;
+
+  struct Deferred {
+    std::shared_ptr<const UniqueFd> file;
+    std::uint64_t pos = 0;
+    std::size_t len = 0;
+    LogStreamKind stream = LogStreamKind::kStdout;
+  };
+  Deferred deferred_;
 
   std::size_t capacity_;
   std::uint64_t next_;

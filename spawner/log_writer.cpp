@@ -1,4 +1,5 @@
-// Log writer: tee to peek, splice to move, pwrite only when timestamps force a copy.
+// Log writer: splice to move, tee to peek only where the bytes must be seen before they are
+// written, pwrite only when timestamps force a copy.
 #include "spawner/log_writer.hpp"
 
 #include <dirent.h>
@@ -270,14 +271,23 @@ Result<std::shared_ptr<LogFile>> LogFile::open(std::string path, RotationPolicy 
 }
 
 Status LogFile::openFd() {
-  int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, kFileMode);
+  // Read access too, so the ring can read back what was spliced; write-only where that is refused.
+  bool readable = true;
+  int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kFileMode);
+  if (fd < 0 && (errno == EACCES || errno == EPERM || errno == EISDIR)) {
+    readable = false;
+    fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, kFileMode);
+  }
   if (fd < 0) {
     fd_.reset();
+    readable_ = false;
     return sysError("open " + path_, errno);
   }
-  fd_.reset(fd);
+  fd_ = std::make_shared<UniqueFd>(fd);
   struct stat st {};
-  offset_ = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? static_cast<std::uint64_t>(st.st_size) : 0;
+  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  offset_ = regular ? static_cast<std::uint64_t>(st.st_size) : 0;
+  readable_ = readable && regular;
   return {};
 }
 
@@ -427,10 +437,34 @@ PumpResult LogStream::pump(bool flushPartial, std::size_t budget) {
   return r;
 }
 
+std::size_t LogStream::spliceDirect() {
+  if (file_->shared()) return 0;
+  std::shared_ptr<const UniqueFd> readBack;
+  if (ring_) {
+    readBack = file_->readHandle();
+    if (!readBack) return 0;  // the ring could not read these bytes back: it gets a tee'd copy
+  }
+  int avail = 0;
+  if (::ioctl(pipe_.get(), FIONREAD, &avail) != 0 || avail <= 0) return 0;  // empty, or EOF: tee tells
+  const auto n = static_cast<std::size_t>(avail);
+  flushHold();  // bytes an earlier shared phase or spawner held come first
+  // A rotation first (its cut needs the bytes), or a file to reopen: the tee path.
+  if (!file_->fits(n) || file_->fd() < 0 || (ring_ && file_->readHandle() != readBack)) return 0;
+  const std::uint64_t pos = file_->offset();
+  const std::size_t written = spliceToFile(pipe_.get(), n, nullptr);
+  counters_.bytes += written;
+  if (ring_ && written > 0) ring_->appendFile(kind_, std::move(readBack), pos, written);
+  return n;
+}
+
 PumpResult LogStream::pumpSplice(bool flushPartial, std::size_t budget) {
   std::size_t spent = 0;
   for (;;) {
     if (spent >= budget) return PumpResult::kMore;
+    if (const std::size_t moved = spliceDirect(); moved > 0) {
+      spent += moved;
+      continue;
+    }
     // Peek: tee duplicates the pipe's buffers into the scratch pipe without consuming them.
     ssize_t t = ::tee(pipe_.get(), scratch_.writeFd(), scratch_.capacity(), SPLICE_F_NONBLOCK);
     if (t < 0) {
@@ -459,7 +493,7 @@ PumpResult LogStream::pumpSplice(bool flushPartial, std::size_t budget) {
       }
     }
     n = got;
-    const std::size_t newlines = countNewlines(buf.data(), n);  // once, for the ring and the counters
+    const std::size_t newlines = countNewlines(buf.data(), n);
     if (ring_) ring_->append(kind_, std::string_view(buf.data(), n), newlines);  // best effort copy
     std::size_t want = n;
     if (file_->shared()) {
@@ -468,9 +502,7 @@ PumpResult LogStream::pumpSplice(bool flushPartial, std::size_t budget) {
     }
     if (want > 0) {
       flushHold();  // the held bytes start the first line this data completes
-      const std::size_t written = spliceToFile(pipe_.get(), want, buf.data());
-      // The bytes after the last newline hold none: all of them are in a complete write.
-      count(written, written == want ? newlines : countNewlines(buf.data(), written));
+      counters_.bytes += spliceToFile(pipe_.get(), want, buf.data());
     }
     if (want < n) toHold(n - want);
     spent += n;
@@ -550,11 +582,6 @@ std::size_t LogStream::dropFrom(int src, std::size_t n) {
   return dropped;
 }
 
-void LogStream::count(std::size_t written, std::size_t newlines) {
-  counters_.bytes += written;
-  counters_.lines += newlines;
-}
-
 PumpResult LogStream::pumpCopy(bool flushPartial, std::size_t budget) {
   std::size_t spent = 0;
   for (;;) {
@@ -594,14 +621,14 @@ PumpResult LogStream::pumpCopy(bool flushPartial, std::size_t budget) {
     }
     // Raw bytes count once they are written: the carry's bytes wait for their line.
     std::size_t rawOut = all.size() - carry_.size();
-    if (!out.empty()) writeCopied(out, rawOut, countNewlines(all.data(), rawOut));
+    if (!out.empty()) writeCopied(out, rawOut);
     spent += n;
     if (eof) return PumpResult::kEof;
     if (r < 0) return carry_.empty() ? PumpResult::kDrained : PumpResult::kHeld;
   }
 }
 
-void LogStream::writeCopied(const std::string& out, std::size_t rawBytes, std::size_t rawLines) {
+void LogStream::writeCopied(const std::string& out, std::size_t rawBytes) {
   std::size_t done = 0;
   while (done < out.size()) {
     std::size_t chunk = file_->nextChunk(out.data() + done, out.size() - done);
@@ -619,7 +646,6 @@ void LogStream::writeCopied(const std::string& out, std::size_t rawBytes, std::s
   }
   if (done == out.size()) {
     counters_.bytes += rawBytes;
-    counters_.lines += rawLines;
   } else {
     counters_.droppedBytes += rawBytes;
   }

@@ -87,7 +87,12 @@ class LogFile {
   LogFile& operator=(const LogFile&) = delete;
 
   const std::string& path() const { return path_; }
-  int fd() const { return fd_.get(); }
+  int fd() const { return fd_ ? fd_->get() : -1; }
+  // The open file, for reading back what was written (LogRing::appendFile); null when it is not a
+  // regular file opened for reading too. It stays open for its holders after a rotation.
+  std::shared_ptr<const UniqueFd> readHandle() const { return readable_ ? fd_ : nullptr; }
+  // Whether n more bytes fit without a rotation.
+  bool fits(std::size_t n) const { return policy_.maxSize == 0 || offset_ + n <= policy_.maxSize; }
   std::uint64_t offset() const { return offset_; }
   const RotationPolicy& policy() const { return policy_; }
   // Whole-line mode: more than one stream writes here, so no stream may leave half a line.
@@ -117,7 +122,8 @@ class LogFile {
   RotationPolicy policy_;
   const Clock& clock_;
   Compressor* compressor_;
-  UniqueFd fd_;
+  std::shared_ptr<UniqueFd> fd_;  // a new one per open: a ring may still read the previous file
+  bool readable_ = false;
   std::uint64_t offset_ = 0;
   std::uint64_t rotations_ = 0;
   WallTime lastBackup_{};
@@ -161,7 +167,6 @@ class LogScratch {
 
 struct LogCounters {
   std::uint64_t bytes = 0;         // child bytes that reached the file
-  std::uint64_t lines = 0;         // newlines among them
   std::uint64_t droppedBytes = 0;  // consumed but not written (disk full, I/O error)
   std::uint64_t writeErrors = 0;
   int lastErrno = 0;
@@ -176,6 +181,13 @@ enum class PumpResult {
 };
 
 // Moves one child pipe (stdout or stderr) into its LogFile, counting and feeding the ring.
+//
+// A stream alone on a regular file (the usual case) only splices: the bytes go from the pipe to the
+// page cache in one copy, the counters come from splice's results, and the ring is told where the
+// bytes are (LogRing::appendFile) and reads them back from the page cache when it needs them. The
+// bytes pass through a `tee`'d copy only where they must be seen before they are written: a shared
+// file (whole lines), a write that needs a rotation first (the cut goes after a newline), and a
+// stream whose file cannot be read back (a ring fed from /dev/null).
 //
 // For a shared file only whole lines may land, so a trailing partial line has to wait for its
 // newline. It waits in a per-stream *hold pipe*, not in the child's pipe: a writer blocked on a
@@ -209,13 +221,15 @@ class LogStream {
 
  private:
   PumpResult pumpSplice(bool flushPartial, std::size_t budget);
+  // Splices what the pipe holds straight into the file when nothing needs to see it first; the
+  // bytes moved (0: take the tee path).
+  std::size_t spliceDirect();
   PumpResult pumpCopy(bool flushPartial, std::size_t budget);
   std::size_t spliceToFile(int src, std::size_t want, const char* data);
   std::size_t dropFrom(int src, std::size_t n);
   void flushHold();
   void toHold(std::size_t n);
-  void count(std::size_t written, std::size_t newlines);
-  void writeCopied(const std::string& out, std::size_t rawBytes, std::size_t rawLines);
+  void writeCopied(const std::string& out, std::size_t rawBytes);
 
   UniqueFd pipe_;
   std::shared_ptr<LogFile> file_;

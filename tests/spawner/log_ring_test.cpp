@@ -1,6 +1,9 @@
 // Tests of the per-instance ring: line splitting, partial lines per stream, offsets and tails.
 #include "spawner/log_ring.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -156,6 +159,109 @@ TEST_CASE("ring matches the one-string-per-line ring on random chunks", "[spawne
       }
     }
   }
+}
+
+// An unnamed file in /tmp, gone with its last descriptor.
+std::shared_ptr<const UniqueFd> tempFile() {
+  auto fd = std::make_shared<UniqueFd>(::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  REQUIRE(fd->valid());
+  return fd;
+}
+
+void putAt(const UniqueFd& fd, std::uint64_t pos, std::string_view bytes) {
+  REQUIRE(::pwrite(fd.get(), bytes.data(), bytes.size(), static_cast<off_t>(pos)) == static_cast<ssize_t>(bytes.size()));
+}
+
+TEST_CASE("ring fed from a file (appendFile) matches the one-string-per-line ring", "[spawner]") {
+  for (unsigned seed = 1; seed <= 40; ++seed) {
+    CAPTURE(seed);
+    std::mt19937 rng(seed);
+    auto pick = [&rng](std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng); };
+    const std::size_t cap = pick(2) ? 1 + pick(40) : 1000;
+    LogRing ring(cap, 3);
+    RefRing ref(cap, 3);
+    // Two files per stream, as a rotation leaves them; each stream writes at the end of its own.
+    std::array<std::shared_ptr<const UniqueFd>, 2> files{tempFile(), tempFile()};
+    std::array<std::uint64_t, 2> ends{0, 0};
+    for (int step = 0; step < 60; ++step) {
+      std::string chunk;
+      const std::size_t lines = pick(3) == 0 ? pick(5000) : pick(6);
+      for (std::size_t l = 0; l < lines; ++l) {
+        const std::size_t len = pick(400) == 0 ? LogRing::kMaxLineBytes - 2 + pick(5) + (pick(2) ? LogRing::kMaxLineBytes : 0)
+                                               : pick(120);
+        chunk.append(len, static_cast<char>('a' + pick(26)));
+        chunk += '\n';
+      }
+      chunk.append(pick(3) == 0 ? pick(50) : 0, 'p');
+      const auto stream = pick(3) == 0 ? LogStreamKind::kStderr : LogStreamKind::kStdout;
+      const auto si = static_cast<std::size_t>(stream);
+      if (pick(15) == 0) {  // a rotation: a fresh file
+        files[si] = tempFile();
+        ends[si] = 0;
+      }
+      // Written in a few splices, each told to the ring as it lands.
+      std::size_t done = 0;
+      while (done < chunk.size()) {
+        const std::size_t n = std::min(chunk.size() - done, 1 + pick(chunk.size()));
+        putAt(*files[si], ends[si], std::string_view(chunk).substr(done, n));
+        ring.appendFile(stream, files[si], ends[si], n);
+        ends[si] += n;
+        done += n;
+      }
+      ref.append(stream, chunk);
+      if (pick(4) != 0) continue;  // queries come now and then: the ring catches up then
+      if (pick(10) == 0) {
+        ring.flushPartial(stream);
+        ref.flush(stream);
+      }
+      REQUIRE(ring.nextOffset() == ref.next());
+      const auto t = ring.tail(0, cap + 5);
+      REQUIRE(t.lines.size() == ref.lines.size());
+      for (std::size_t k = 0; k < t.lines.size(); ++k) {
+        REQUIRE(t.lines[k].offset == ref.lines[k].offset);
+        REQUIRE(t.lines[k].stream == ref.lines[k].stream);
+        REQUIRE(t.lines[k].text == ref.lines[k].text);
+      }
+    }
+  }
+}
+
+TEST_CASE("ring reads deferred bytes once and bounds what waits", "[spawner]") {
+  LogRing ring(1000);
+  auto f = tempFile();
+  std::string chunk;
+  for (int i = 0; i < 1000; ++i) chunk += "line " + std::to_string(i) + "\n";
+  putAt(*f, 0, chunk);
+  ring.appendFile(LogStreamKind::kStdout, f, 0, chunk.size());
+  CHECK(ring.deferredBytes() == chunk.size());
+  CHECK(ring.nextOffset() == 1000);  // a query reads them
+  CHECK(ring.deferredBytes() == 0);
+  CHECK(ring.nextOffset() == 1000);  // and only once
+  CHECK(ring.last(1).lines.at(0).text == "line 999");
+
+  // Never more than kMaxDeferred waits.
+  const std::string big(LogRing::kMaxDeferred / 4, 'x');
+  std::uint64_t at = chunk.size();
+  for (int i = 0; i < 6; ++i) {
+    putAt(*f, at, big);
+    ring.appendFile(LogStreamKind::kStdout, f, at, big.size());
+    at += big.size();
+    CHECK(ring.deferredBytes() < LogRing::kMaxDeferred);
+  }
+}
+
+TEST_CASE("ring skips bytes a truncated file no longer holds", "[spawner]") {
+  LogRing ring(10);
+  auto f = tempFile();
+  putAt(*f, 0, "one\ntwo\nthree\n");
+  ring.appendFile(LogStreamKind::kStdout, f, 0, 14);
+  REQUIRE(::ftruncate(f->get(), 8) == 0);  // an outside copytruncate, before the ring read it
+  auto t = ring.tail(0, 10);
+  REQUIRE(t.lines.size() == 2);
+  CHECK(t.lines[0].text == "one");
+  CHECK(t.lines[1].text == "two");
+  ring.appendFile(LogStreamKind::kStdout, f, 100, 5);  // entirely beyond the end now
+  CHECK(ring.nextOffset() == 2);
 }
 
 TEST_CASE("ring memory follows what it holds", "[spawner]") {
