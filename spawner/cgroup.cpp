@@ -328,7 +328,7 @@ std::vector<std::string> subtrees(State& s, int* err) {
   if (!L.v2Base.empty()) out.push_back(ownSubtree(L.v2Base));
   if (!L.v1PidsBase.empty()) out.push_back(ownSubtree(L.v1PidsBase));
   if (!L.v1MemoryBase.empty()) out.push_back(ownSubtree(L.v1MemoryBase));
-  for (const auto& d : out) {
+  for (const auto& d : s.subtreeMade ? std::vector<std::string>() : out) {
     if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
       *err = errno;
       return {};
@@ -377,23 +377,47 @@ Result<Leaf> prepare(const std::string& name, const Caps& caps, int* err) {
   }
   const std::string base = sanitize(name);
   static std::uint64_t seq = 0;
+  // mkdir first (one call in the usual case); a leftover of an earlier child of the same name
+  // (EEXIST) goes if it is empty, else the next name is tried.
+  auto makeLeaf = [&](const std::string& dir) -> int {
+    if (::mkdir(dir.c_str(), 0755) == 0) return 0;
+    const int code = errno;
+    if (code == EEXIST) {
+      if (::rmdir(dir.c_str()) != 0) return EEXIST;
+      return ::mkdir(dir.c_str(), 0755) == 0 ? 0 : errno;
+    }
+    if (code == ENOENT) {  // the subtree is gone (made once per process): make it again
+      s.subtreeMade = false;
+      int se = 0;
+      if (subtrees(s, &se).empty()) return se;
+      return ::mkdir(dir.c_str(), 0755) == 0 ? 0 : errno;
+    }
+    return code;
+  };
   std::string chosen;
   for (int attempt = 0; attempt < 10 && chosen.empty(); ++attempt) {
     std::string cand = attempt == 0 ? base : base + "~" + std::to_string(++seq);
     bool clash = false;
     for (const auto& sub : wanted) {
       const std::string dir = sub + "/" + cand;
-      // A leftover of an earlier child of the same name goes if it is empty.
-      if (::access(dir.c_str(), F_OK) == 0 && ::rmdir(dir.c_str()) != 0) clash = true;
+      const int r = makeLeaf(dir);
+      if (r == 0) {
+        leaf.dirs.push_back(dir);
+      } else if (r == EEXIST) {
+        clash = true;
+        break;
+      } else {
+        return fail(r, "cannot make cgroup " + dir);
+      }
     }
-    if (!clash) chosen = cand;
+    if (!clash) {
+      chosen = cand;
+    } else {
+      for (auto it = leaf.dirs.rbegin(); it != leaf.dirs.rend(); ++it) ::rmdir(it->c_str());
+      leaf.dirs.clear();
+    }
   }
   if (chosen.empty()) return fail(EEXIST, "no free cgroup leaf name for " + base);
-  for (const auto& sub : wanted) {
-    std::string dir = sub + "/" + chosen;
-    if (::mkdir(dir.c_str(), 0755) != 0) return fail(errno, "cannot make cgroup " + dir);
-    leaf.dirs.push_back(dir);
-  }
   auto cap = [&](const std::string& file, std::uint64_t v) -> std::optional<Error> {
     if (int w = writeValue(file, std::to_string(v)); w != 0) return fail(w, "cannot write " + file);
     return std::nullopt;
@@ -418,7 +442,8 @@ Result<Leaf> prepare(const std::string& name, const Caps& caps, int* err) {
     leaf.v2Dir.reset(::open(v2leaf.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!leaf.v2Dir) return fail(errno, "cannot open " + v2leaf);
   }
-  for (const auto& dir : leaf.dirs) {
+  for (std::size_t d = v2leaf.empty() ? 0 : 1; d < leaf.dirs.size(); ++d) {
+    const std::string& dir = leaf.dirs[d];
     int fd = ::open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) return fail(errno, "cannot open " + dir + "/cgroup.procs");
     leaf.procs.emplace_back(fd);

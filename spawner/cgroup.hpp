@@ -44,11 +44,12 @@ const Layout& layout();
 // The directory names (in each hierarchy) of provisr's subtrees: `provisr-spawner-<pid>`.
 inline constexpr const char* kSubtreePrefix = "provisr-spawner-";
 
-// A leaf made for one launch: its directories, caps written, and cgroup.procs opened (O_CLOEXEC)
-// for the child to write "0" into before exec (an async-signal-safe open-free join).
+// A leaf made for one launch: its directories, caps written, the cgroup2 leaf opened for
+// CLONE_INTO_CGROUP and the v1 leaves' cgroup.procs opened (O_CLOEXEC) for the child to write "0"
+// into before exec (an async-signal-safe, open-free join).
 struct Leaf {
   std::vector<std::string> dirs;  // v2 first when there is one
-  std::vector<UniqueFd> procs;    // one per dir
+  std::vector<UniqueFd> procs;    // cgroup.procs of each v1 dir (cgroup2's: openat(v2Dir) if needed)
   UniqueFd v2Dir;                 // the cgroup2 leaf (O_DIRECTORY) for clone3's CLONE_INTO_CGROUP
   bool pidsCapped = false;
   bool memoryCapped = false;

@@ -1,4 +1,6 @@
-// Launcher: clone(CLONE_VM|CLONE_VFORK) a child that only makes async-signal-safe calls, then execve.
+// Launcher: everything a launch needs is resolved here; the child itself (spawner/launch_child.cpp)
+// is cloned by the fork server (spawner/fork_server.hpp) or, without one, here with
+// clone(CLONE_VM|CLONE_VFORK), and only makes async-signal-safe calls before execve.
 #include "spawner/launcher.hpp"
 
 #include <fcntl.h>
@@ -16,186 +18,27 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <mutex>
 #include <string_view>
 #include <unordered_map>
 
-#if defined(__x86_64__)
-// clone3 for a CLONE_VM child on its own stack, as glibc's internal clone3 does it: the child
-// starts on the new stack, calls fn(arg) and exits with its result. glibc exports no wrapper.
-// long provisrClone3(clone_args*, size_t, int (*fn)(void*), void* arg): pid, or -errno.
-extern "C" long provisrClone3(void* args, std::size_t size, int (*fn)(void*), void* arg);
-asm(R"(
-  .text
-  .globl provisrClone3
-  .hidden provisrClone3
-  .type provisrClone3, @function
-provisrClone3:
-  mov %rcx, %r8
-  mov %rdx, %r9
-  mov $435, %eax
-  syscall
-  test %rax, %rax
-  jnz 1f
-  xor %ebp, %ebp
-  mov %r8, %rdi
-  call *%r9
-  mov %eax, %edi
-  mov $60, %eax
-  syscall
-  hlt
-1:
-  ret
-  .size provisrClone3, .-provisrClone3
-)");
-#define PROVISR_HAVE_CLONE3 1
-#endif
+#include "spawner/fork_server.hpp"
+#include "spawner/launch_child.hpp"
 
 namespace provisr::spawner {
 namespace {
 
-#if PROVISR_HAVE_CLONE3
-// struct clone_args of <linux/sched.h> up to `cgroup` (CLONE_ARGS_SIZE_VER2), spelled out here:
-// that header's CLONE_* macros clash with glibc's <sched.h>.
-struct CloneArgs {
-  std::uint64_t flags = 0;
-  std::uint64_t pidfd = 0;
-  std::uint64_t childTid = 0;
-  std::uint64_t parentTid = 0;
-  std::uint64_t exitSignal = 0;
-  std::uint64_t stack = 0;
-  std::uint64_t stackSize = 0;
-  std::uint64_t tls = 0;
-  std::uint64_t setTid = 0;
-  std::uint64_t setTidSize = 0;
-  std::uint64_t cgroup = 0;
-};
-static_assert(sizeof(CloneArgs) == 88);
-constexpr std::uint64_t kCloneIntoCgroup = 0x200000000ULL;  // Linux 5.7
+using detail::ChildArgs;
+using detail::ChildReport;
+using detail::CloneArgs;
+
 // Cleared once the kernel refuses clone3 or CLONE_INTO_CGROUP: then the child joins by writing.
 std::atomic<bool> clone3Works{true};
-#endif
 
-constexpr std::size_t kChildStackSize = 256 * 1024;
-constexpr rlim_t kChildNofile = 1024;
 constexpr std::size_t kOutputPipeSize = 256 * 1024;
-constexpr unsigned kCloseRangeCloexec = 1U << 2;  // CLOSE_RANGE_CLOEXEC, Linux 5.11
 constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
-
-// Stages the child reports through the error pipe; the parent turns them into words.
-enum class Stage : int { kSetpgid = 1, kSignals, kRlimit, kSetgroups, kSetgid, kSetuid, kChdir, kDup, kExec, kCgroup };
-
-const char* stageName(Stage s) {
-  switch (s) {
-    case Stage::kSetpgid: return "setpgid";
-    case Stage::kSignals: return "signals";
-    case Stage::kRlimit: return "setrlimit";
-    case Stage::kSetgroups: return "setgroups";
-    case Stage::kSetgid: return "setgid";
-    case Stage::kSetuid: return "setuid";
-    case Stage::kChdir: return "chdir";
-    case Stage::kDup: return "dup2";
-    case Stage::kExec: return "exec";
-    case Stage::kCgroup: return "cgroup";
-  }
-  return "child";
-}
-
-struct ChildReport {
-  int stage = 0;
-  int err = 0;
-};
-
-// Everything the child reads, prepared in the parent. The child shares our memory (CLONE_VM) and
-// must not allocate, so all of it is plain pointers into storage the parent keeps alive.
-struct ChildArgs {
-  const char* path = nullptr;
-  char* const* argv = nullptr;
-  char* const* envp = nullptr;
-  const char* cwd = nullptr;
-  bool changeIds = false;
-  uid_t uid = 0;
-  gid_t gid = 0;
-  const gid_t* groups = nullptr;
-  std::size_t ngroups = 0;
-  mode_t umask = 022;
-  int devNull = -1;
-  int out = -1;
-  int err = -1;
-  int reportFd = -1;
-  const int* cgroupProcs = nullptr;  // cgroup.procs of each leaf dir, opened by the parent
-  std::size_t ncgroupProcs = 0;
-};
-
-// The child runs on our memory: sanitizer bookkeeping in it (stack poisoning, no-return handling)
-// would corrupt the parent's shadow state, so its functions are left uninstrumented.
-#define PROVISR_CHILD_CODE __attribute__((no_sanitize("address", "undefined")))
-
-[[noreturn]] PROVISR_CHILD_CODE void childFail(const ChildArgs& a, Stage stage, int err) {
-  ChildReport r{static_cast<int>(stage), err};
-  // Nothing useful can be done if this write fails: the parent then sees a clean exec EOF and
-  // the child's exit code 127 tells the rest.
-  [[maybe_unused]] ssize_t n = ::write(a.reportFd, &r, sizeof r);
-  ::_exit(127);
-}
-
-// Moves fd to `target` (dup2 clears CLOEXEC on the copy); if fd already is target, clear the flag.
-PROVISR_CHILD_CODE bool placeFd(int fd, int target) {
-  if (fd == target) {
-    int flags = ::fcntl(fd, F_GETFD);
-    return flags >= 0 && ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) == 0;
-  }
-  return ::dup2(fd, target) == target;
-}
-
-// The child. Only async-signal-safe calls; raw syscalls for id changes, because glibc's setuid
-// wrappers broadcast to every thread of the "process" — which, under CLONE_VM, is the spawner's.
-PROVISR_CHILD_CODE int childMain(void* arg) {
-  const auto& a = *static_cast<const ChildArgs*>(arg);
-  if (::setpgid(0, 0) != 0) childFail(a, Stage::kSetpgid, errno);
-  // Into the leaf before anything else runs as this process: "0" names the writer.
-  for (std::size_t i = 0; i < a.ncgroupProcs; ++i) {
-    if (::write(a.cgroupProcs[i], "0", 1) != 1) childFail(a, Stage::kCgroup, errno);
-  }
-
-  // Default disposition for every signal (the parent blocked all signals around clone, so no
-  // spawner handler can run on this stack before the reset), then an empty mask.
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  ::sigemptyset(&dfl.sa_mask);
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    ::sigaction(sig, &dfl, nullptr);  // glibc-internal signals refuse: EINVAL is fine
-  }
-
-  struct rlimit rl {};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != kChildNofile) {
-    rl.rlim_cur = rl.rlim_max < kChildNofile ? rl.rlim_max : kChildNofile;
-    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) childFail(a, Stage::kRlimit, errno);
-  }
-
-  if (a.changeIds) {
-    if (::syscall(SYS_setgroups, a.ngroups, a.groups) != 0) childFail(a, Stage::kSetgroups, errno);
-    if (::syscall(SYS_setresgid, a.gid, a.gid, a.gid) != 0) childFail(a, Stage::kSetgid, errno);
-    if (::syscall(SYS_setresuid, a.uid, a.uid, a.uid) != 0) childFail(a, Stage::kSetuid, errno);
-  }
-  ::umask(a.umask);
-  if (a.cwd != nullptr && ::chdir(a.cwd) != 0) childFail(a, Stage::kChdir, errno);
-
-  // The sources are all >= 3 (the parent guaranteed it), so no dup2 overwrites a later source.
-  if (!placeFd(a.devNull, 0) || !placeFd(a.out, 1) || !placeFd(a.err, 2)) childFail(a, Stage::kDup, errno);
-  // Belt and braces for §4 item 7: any fd >= 3 someone opened without O_CLOEXEC closes at exec
-  // too. CLOEXEC rather than close, so the report pipe stays open until execve succeeds.
-  ::syscall(SYS_close_range, 3U, ~0U, kCloseRangeCloexec);
-
-  sigset_t none;
-  ::sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  ::execve(a.path, a.argv, a.envp);
-  childFail(a, Stage::kExec, errno);
-}
 
 std::string errnoText(int err) {
   std::array<char, 128> buf{};
@@ -278,26 +121,16 @@ class SignalBlock {
   sigset_t old_{};
 };
 
-class StackMap {
- public:
-  explicit StackMap(std::size_t size) : size_(size) {
-    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    base_ = p == MAP_FAILED ? nullptr : p;
-  }
-  ~StackMap() {
-    if (base_ != nullptr) ::munmap(base_, size_);
-  }
-  StackMap(const StackMap&) = delete;
-  StackMap& operator=(const StackMap&) = delete;
-  void* top() const { return static_cast<char*>(base_) + size_; }  // stacks grow down on x86/arm
-  void* base() const { return base_; }
-  std::size_t size() const { return size_; }
-  bool ok() const { return base_ != nullptr; }
-
- private:
-  void* base_ = nullptr;
-  std::size_t size_;
+// One stack for children launched in process, mapped once: a map and unmap per launch would
+// cost a TLB shootdown in a process with threads. In-process launches take turns on its mutex.
+struct SharedStack {
+  std::mutex mu;
+  void* base = nullptr;
 };
+SharedStack& sharedStack() {
+  static auto* s = new SharedStack();  // never unmapped: a launch may run during exit
+  return *s;
+}
 
 // A copy of fd at 3 or above, so dup2 onto 0/1/2 in the child never clobbers another source.
 Result<UniqueFd> aboveStdio(int fd, LaunchFailure* failure) {
@@ -327,23 +160,35 @@ std::string resolveExecutable(const std::string& name, const std::vector<std::st
 }
 
 std::uint64_t readStartTicks(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return 0;
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd) return 0;
+  std::array<char, 1024> buf{};
+  ssize_t n;
+  do {
+    n = ::read(fd.get(), buf.data(), buf.size() - 1);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return 0;
+  const std::string_view line(buf.data(), static_cast<std::size_t>(n));
   // comm (field 2) may hold spaces and ')' — fields after it start past the last ')'.
   auto close = line.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(line.substr(close + 2));
-  std::string field;
-  // The rest starts at field 3; field 22 is the 20th token from here.
-  for (int i = 3; i <= 22; ++i) {
-    if (!(rest >> field)) return 0;
+  if (close == std::string_view::npos) return 0;
+  std::size_t at = close + 1;
+  // The rest starts at field 3; field 22 is the 20th field from here.
+  for (int field = 3; field <= 22; ++field) {
+    while (at < line.size() && line[at] == ' ') ++at;
+    if (at >= line.size()) return 0;
+    if (field == 22) break;
+    while (at < line.size() && line[at] != ' ') ++at;
   }
-  try {
-    return std::stoull(field);
-  } catch (...) {
-    return 0;
+  std::uint64_t v = 0;
+  bool any = false;
+  for (; at < line.size() && line[at] >= '0' && line[at] <= '9'; ++at) {
+    v = v * 10 + static_cast<std::uint64_t>(line[at] - '0');
+    any = true;
   }
+  return any ? v : 0;
 }
 
 Result<PipePair> makeOutputPipe() {
@@ -434,53 +279,31 @@ Result<Launched> launch(const LaunchRequest& req, LaunchFailure* failure) {
   envp.push_back(nullptr);
 
   Launched out;
-  UniqueFd outWrite;
-  UniqueFd errWrite;
-  if (req.stdoutWrite >= 0) {
-    auto d = aboveStdio(req.stdoutWrite, failure);
-    if (!d) return d.error();
-    outWrite = std::move(*d);
-  } else {
+  // The child's stdout/stderr: the caller's pipes, or pipes made here.
+  int outFd = req.stdoutWrite;
+  int errFd = req.stderrWrite;
+  UniqueFd madeOut;
+  UniqueFd madeErr;
+  if (outFd < 0) {
     auto p = makeOutputPipe();
     if (!p) return fail(failure, "pipe", errno, "cannot create the stdout pipe");
     out.stdoutRead = std::move(p->read);
-    auto d = aboveStdio(p->write.get(), failure);
-    if (!d) return d.error();
-    outWrite = std::move(*d);
+    madeOut = std::move(p->write);
+    outFd = madeOut.get();
   }
-  if (req.stderrWrite >= 0) {
-    auto d = aboveStdio(req.stderrWrite, failure);
-    if (!d) return d.error();
-    errWrite = std::move(*d);
-  } else {
+  if (errFd < 0) {
     auto p = makeOutputPipe();
     if (!p) return fail(failure, "pipe", errno, "cannot create the stderr pipe");
     out.stderrRead = std::move(p->read);
-    auto d = aboveStdio(p->write.get(), failure);
-    if (!d) return d.error();
-    errWrite = std::move(*d);
+    madeErr = std::move(p->write);
+    errFd = madeErr.get();
   }
-  UniqueFd devNull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!devNull) return fail(failure, "stdin", errno, "cannot open /dev/null");
-  if (devNull.get() < 3) {
-    auto d = aboveStdio(devNull.get(), failure);
-    if (!d) return d.error();
-    devNull = std::move(*d);
-  }
-  std::array<int, 2> report{};
-  if (::pipe2(report.data(), O_CLOEXEC) != 0) return fail(failure, "pipe", errno, "cannot create the report pipe");
-  UniqueFd reportRead(report[0]);
-  UniqueFd reportWrite(report[1]);
 
   a.path = path.c_str();
   a.argv = argv.data();
   a.envp = envp.data();
   a.cwd = req.cwd.empty() ? nullptr : req.cwd.c_str();
   a.umask = req.umask;
-  a.devNull = devNull.get();
-  a.out = outWrite.get();
-  a.err = errWrite.get();
-  a.reportFd = reportWrite.get();
 
   cgroup::Leaf leaf;
   if (req.useCgroup) {
@@ -500,72 +323,125 @@ Result<Launched> launch(const LaunchRequest& req, LaunchFailure* failure) {
       if (!keep) cgroup::discard(leaf);
     }
   } leafGuard{leaf};
-  std::vector<int> cgroupFds;
+  std::vector<int> cgroupFds;  // the leaves the child joins by writing: v1 ones (and cgroup2's without clone3)
   for (const auto& fd : leaf.procs) cgroupFds.push_back(fd.get());
-  a.cgroupProcs = cgroupFds.data();
-  a.ncgroupProcs = cgroupFds.size();
 
-  StackMap stack(kChildStackSize);
-  if (!stack.ok()) return fail(failure, "clone", errno, "cannot map the child stack");
+  auto childFailed = [&](const ChildReport& r) {
+    std::string what = std::string(detail::stageName(r.stage)) + " failed for '" + req.argv[0] + "'";
+    if (r.stage == static_cast<int>(detail::Stage::kChdir)) what = "cannot change directory to '" + req.cwd + "'";
+    if (r.stage == static_cast<int>(detail::Stage::kExec)) what = "cannot execute '" + path + "'";
+    return fail(failure, detail::stageName(r.stage), r.err, what);
+  };
+  auto launched = [&](pid_t pid, UniqueFd pidfd) -> Result<Launched> {
+    out.pid = pid;
+    out.pidfd = std::move(pidfd);
+    out.startTicks = readStartTicks(pid);
+    leafGuard.keep = true;
+    if (!leaf.empty()) out.cgroup = leaf.dirs.front();
+    out.pidsCapped = leaf.pidsCapped;
+    out.memoryCapped = leaf.memoryCapped;
+    return std::move(out);
+  };
+
+  // Through the fork server when there is one: its fd table is a handful, ours is thousands.
+  {
+    a.out = outFd;
+    a.err = errFd;
+    a.cgroupProcs = cgroupFds.data();
+    a.ncgroupProcs = cgroupFds.size();
+    const int v2Dir = leaf.v2Dir && clone3Works.load(std::memory_order_relaxed) ? leaf.v2Dir.get() : -1;
+    auto via = forkserver::launch(a, v2Dir);
+    switch (via.outcome) {
+      case forkserver::Outcome::kLaunched: return launched(via.pid, std::move(via.pidfd));
+      case forkserver::Outcome::kChildFailed: return childFailed(via.report);
+      case forkserver::Outcome::kCloneFailed: return fail(failure, "clone", via.cloneErrno, "clone failed");
+      case forkserver::Outcome::kUnavailable: break;
+    }
+  }
+
+  // In process. The child's sources for fds 0/1/2 must be >= 3, so dup2 onto 0/1/2 never
+  // clobbers a later source.
+  UniqueFd outCopy;
+  UniqueFd errCopy;
+  if (outFd < 3) {
+    auto d = aboveStdio(outFd, failure);
+    if (!d) return d.error();
+    outCopy = std::move(*d);
+    outFd = outCopy.get();
+  }
+  if (errFd < 3) {
+    auto d = aboveStdio(errFd, failure);
+    if (!d) return d.error();
+    errCopy = std::move(*d);
+    errFd = errCopy.get();
+  }
+  UniqueFd devNull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!devNull) return fail(failure, "stdin", errno, "cannot open /dev/null");
+  if (devNull.get() < 3) {
+    auto d = aboveStdio(devNull.get(), failure);
+    if (!d) return d.error();
+    devNull = std::move(*d);
+  }
+  a.devNull = devNull.get();
+  a.out = outFd;
+  a.err = errFd;
+  ChildReport report;
+  a.report = &report;
+  UniqueFd v2Procs;  // cgroup2's cgroup.procs, for a kernel without CLONE_INTO_CGROUP
+
+  SharedStack& stack = sharedStack();
+  std::lock_guard stackLock(stack.mu);
+  if (stack.base == nullptr) {
+    void* p = ::mmap(nullptr, detail::kChildStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED) return fail(failure, "clone", errno, "cannot map the child stack");
+    stack.base = p;
+  }
   int pidfd = -1;
   pid_t pid = -1;
   {
     SignalBlock block;
     bool cloned = false;
-#if PROVISR_HAVE_CLONE3
     // Born in its cgroup2 leaf: no migration afterwards (a cgroup.procs write waits for an RCU
     // grace period, ~2 ms, on every launch). Only the v1 leaves, if any, are joined by writing.
     if (leaf.v2Dir && clone3Works.load(std::memory_order_relaxed)) {
       CloneArgs ca;
-      ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | kCloneIntoCgroup;
+      ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | detail::kCloneIntoCgroup;
       ca.pidfd = reinterpret_cast<std::uintptr_t>(&pidfd);
       ca.exitSignal = SIGCHLD;
-      ca.stack = reinterpret_cast<std::uintptr_t>(stack.base());
-      ca.stackSize = stack.size();
+      ca.stack = reinterpret_cast<std::uintptr_t>(stack.base);
+      ca.stackSize = detail::kChildStackSize;
       ca.cgroup = static_cast<std::uint64_t>(leaf.v2Dir.get());
-      a.cgroupProcs = cgroupFds.data() + 1;  // the v2 leaf is the first
-      a.ncgroupProcs = cgroupFds.size() - 1;
-      const long r = provisrClone3(&ca, sizeof ca, childMain, &a);
+      const long r = detail::clone3Run(&ca, detail::childMain, &a);
       if (r >= 0 || (r != -ENOSYS && r != -E2BIG && r != -EINVAL)) {
         cloned = true;
         pid = r >= 0 ? static_cast<pid_t>(r) : -1;
         if (r < 0) errno = static_cast<int>(-r);
       } else {
         clone3Works.store(false, std::memory_order_relaxed);
-        a.cgroupProcs = cgroupFds.data();
-        a.ncgroupProcs = cgroupFds.size();
       }
     }
-#endif
+    if (!cloned && leaf.v2Dir) {
+      v2Procs.reset(::openat(leaf.v2Dir.get(), "cgroup.procs", O_WRONLY | O_CLOEXEC));
+      if (!v2Procs) return fail(failure, "cgroup", errno, "cannot open cgroup.procs of " + leaf.dirs.front());
+      cgroupFds.insert(cgroupFds.begin(), v2Procs.get());
+      a.cgroupProcs = cgroupFds.data();
+      a.ncgroupProcs = cgroupFds.size();
+    }
     // CLONE_VFORK: we resume once the child has exec'd or exited, so `a` and the stack stay valid.
-    if (!cloned) pid = ::clone(childMain, stack.top(), CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &a, &pidfd);
+    if (!cloned) {
+      void* top = static_cast<char*>(stack.base) + detail::kChildStackSize;  // stacks grow down
+      pid = ::clone(detail::childMain, top, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &a, &pidfd);
+    }
   }
   if (pid < 0) return fail(failure, "clone", errno, "clone failed");
-  out.pid = pid;
-  out.pidfd.reset(pidfd);
-  reportWrite.reset();
-
-  ChildReport r;
-  ssize_t n;
-  do {
-    n = ::read(reportRead.get(), &r, sizeof r);
-  } while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof r)) {
+  UniqueFd ownedPidfd(pidfd);
+  if (report.stage != 0) {
     // The child has _exit(127)ed: reap it here, it never became a managed process.
     siginfo_t info{};
     ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED);
-    Stage st = static_cast<Stage>(r.stage);
-    std::string what = std::string(stageName(st)) + " failed for '" + req.argv[0] + "'";
-    if (st == Stage::kChdir) what = "cannot change directory to '" + req.cwd + "'";
-    if (st == Stage::kExec) what = "cannot execute '" + path + "'";
-    return fail(failure, stageName(st), r.err, what);
+    return childFailed(report);
   }
-  out.startTicks = readStartTicks(pid);
-  leafGuard.keep = true;
-  if (!leaf.empty()) out.cgroup = leaf.dirs.front();
-  out.pidsCapped = leaf.pidsCapped;
-  out.memoryCapped = leaf.memoryCapped;
-  return out;
+  return launched(pid, std::move(ownedPidfd));
 }
 
 }  // namespace provisr::spawner

@@ -26,7 +26,9 @@
 #include "common/util/clock.hpp"
 #include "common/util/event_loop.hpp"
 #include "common/util/fd.hpp"
+#include "spawner/cgroup.hpp"
 #include "spawner/fd_store_client.hpp"
+#include "spawner/fork_server.hpp"
 #include "spawner/journal.hpp"
 #include "spawner/spawner_core.hpp"
 
@@ -190,6 +192,14 @@ int run(int argc, char** argv) {
     logLine(std::string("PR_SET_CHILD_SUBREAPER failed: ") + std::strerror(errno));
   }
   ::signal(SIGPIPE, SIG_IGN);  // a vanished peer is an error value; children get SIG_DFL back
+  // The cgroup layout first (it may move this process into provisr's supervisor leaf), then the
+  // fork server, while this process holds a few fds and no threads: it is forked from here and
+  // launches every child (spawner/fork_server.hpp). PROVISR_SPAWNER_FORK_SERVER=0 launches in
+  // process instead.
+  (void)cgroup::layout();
+  if (const char* fs = std::getenv("PROVISR_SPAWNER_FORK_SERVER"); fs == nullptr || std::string_view(fs) != "0") {
+    if (Status st = forkserver::start(); !st.ok()) logLine(st.error().message + "; launching in process");
+  }
 
   SystemClock clock;
   auto loopR = EventLoop::create(clock);
@@ -328,7 +338,8 @@ int run(int argc, char** argv) {
   });
   if (!watched.ok()) die(kExitFatal, "cannot watch the socket: " + watched.error().message);
 
-  logLine("serving ipc://" + sockPath + (fdStore ? " with the fd store " + *flags.fdStore : ""));
+  logLine("serving ipc://" + sockPath + (fdStore ? " with the fd store " + *flags.fdStore : "") +
+          (forkserver::pid() > 0 ? "; fork server pid " + std::to_string(forkserver::pid()) : "; no fork server"));
   while (running) {
     loop->runOnce(std::nullopt);
     core.endOfTurn();
@@ -336,7 +347,11 @@ int run(int argc, char** argv) {
   core.shutdown();
   std::size_t live = 0;
   core.children().forEach([&](const Child& c) { live += c.alive() ? 1u : 0u; });
-  logLine("exiting on " + stopReason + "; " + std::to_string(live) + " children keep running");
+  const auto fs = forkserver::stats();
+  forkserver::stop();
+  logLine("exiting on " + stopReason + "; " + std::to_string(live) + " children keep running; fork server: " +
+          std::to_string(fs.launches) + " launches, " + std::to_string(fs.fallbacks) + " in process, " +
+          std::to_string(fs.restarts) + " restarts");
   proto::unwatchSocket(*loop, sock);
   corePtr = nullptr;
   return 0;
