@@ -1,13 +1,14 @@
-// The CLI's HTTP client of the gateway (cpp-httplib), and the daemon URL resolution of SPEC §3.
+// The CLI's client of the gateway (plain HTTP through http_client.hpp, https:// through
+// tls_handoff.hpp), and the daemon URL resolution of SPEC §3.
 #include "cli/api_client.hpp"
 
-#include <httplib.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
 
+#include "cli/tls_handoff.hpp"
 #include "common/config/loader.hpp"
 
 namespace provisr::cli {
@@ -16,39 +17,10 @@ namespace {
 
 constexpr const char* kDefaultUrl = "http://127.0.0.1:8080/api";
 
-struct SplitUrl {
-  std::string scheme_host_port;  // "http://127.0.0.1:8080"
-  std::string path;              // "/api" (no trailing slash)
-};
-
-SplitUrl splitUrl(const std::string& url) {
-  SplitUrl out;
-  auto scheme_end = url.find("://");
-  auto host_start = scheme_end == std::string::npos ? 0 : scheme_end + 3;
-  auto path_start = url.find('/', host_start);
-  if (path_start == std::string::npos) {
-    out.scheme_host_port = url;
-  } else {
-    out.scheme_host_port = url.substr(0, path_start);
-    out.path = url.substr(path_start);
-  }
-  if (scheme_end == std::string::npos) out.scheme_host_port = "http://" + out.scheme_host_port;
-  while (!out.path.empty() && out.path.back() == '/') out.path.pop_back();
-  return out;
-}
-
 // `[server.tls] cert_file` of the config resolveApiUrl read (the CLI runs one verb per process).
 std::optional<std::string>& configCaFile() {
   static std::optional<std::string> ca;
   return ca;
-}
-
-// An https client verifies the daemon's certificate and host name (httplib checks the
-// subjectAltName against the host of the URL).
-void configure(httplib::Client& client, const std::string& scheme_host_port, const std::optional<std::string>& ca) {
-  if (scheme_host_port.rfind("https://", 0) != 0) return;
-  client.enable_server_certificate_verification(true);
-  if (ca) client.set_ca_cert_path(ca->c_str());
 }
 
 }  // namespace
@@ -128,57 +100,32 @@ HttpResponse ApiClient::post(const std::string& path_and_query, const std::strin
 
 HttpResponse ApiClient::stream(const std::string& path_and_query,
                               const std::function<bool(std::string_view)>& on_chunk) const {
-  SplitUrl url = splitUrl(base_url_);
-  httplib::Client client(url.scheme_host_port);
-  configure(client, url.scheme_host_port, ca_file_);
-  client.set_connection_timeout(std::chrono::seconds(2));
-  client.set_read_timeout(std::chrono::hours(24 * 365));
-  httplib::Headers headers{{"Accept", "text/event-stream"}};
-  if (token_) headers.emplace("Authorization", "Bearer " + *token_);
-  int status = 0;
-  std::string error_body;
-  auto res = client.Get(
-      url.path + path_and_query, headers,
-      [&](const httplib::Response& r) {
-        status = r.status;
-        return true;
-      },
-      [&](const char* data, size_t len) {
-        if (status != 200) {
-          error_body.append(data, len);
-          return true;
-        }
-        return on_chunk(std::string_view(data, len));
-      });
-  HttpResponse out;
-  out.status = status;
-  out.body = error_body;
-  if (!res && status == 0) out.error = httplib::to_string(res.error());
-  return out;
+  return send("GET", path_and_query, "", &on_chunk);
 }
 
 HttpResponse ApiClient::request(const char* method, const std::string& path_and_query,
                                 const std::string& body) const {
-  SplitUrl url = splitUrl(base_url_);
-  httplib::Client client(url.scheme_host_port);
-  configure(client, url.scheme_host_port, ca_file_);
-  client.set_connection_timeout(std::chrono::seconds(2));
-  client.set_read_timeout(std::chrono::seconds(60));
-  client.set_write_timeout(std::chrono::seconds(10));
-  httplib::Headers headers;
-  if (token_) headers.emplace("Authorization", "Bearer " + *token_);
-  std::string full = url.path + path_and_query;
-  httplib::Result res = std::string(method) == "GET"
-                            ? client.Get(full, headers)
-                            : client.Post(full, headers, body, "application/json");
+  return send(method, path_and_query, body, nullptr);
+}
+
+HttpResponse ApiClient::send(std::string_view method, const std::string& path_and_query, const std::string& body,
+                             const std::function<bool(std::string_view)>* on_chunk) const {
   HttpResponse out;
-  if (!res) {
-    out.error = httplib::to_string(res.error());
-    return out;
+  auto url = http::parseUrl(base_url_, &out.error);
+  if (!url) return out;
+  if (url->scheme == "https") return tlsRequest(base_url_, token_, ca_file_, method, path_and_query, body, on_chunk);
+  http::Request req;
+  req.method = method;
+  req.target = path_and_query;
+  req.body = body;
+  if (token_) req.headers.emplace_back("Authorization", "Bearer " + *token_);
+  http::Timeouts timeouts;
+  if (on_chunk) {
+    req.headers.emplace_back("Accept", "text/event-stream");
+    timeouts.read = std::chrono::milliseconds(0);  // a stream lasts until the server or the callback ends it
+    return http::perform(*url, req, timeouts, *on_chunk);
   }
-  out.status = res->status;
-  out.body = res->body;
-  return out;
+  return http::perform(*url, req, timeouts);
 }
 
 }  // namespace provisr::cli

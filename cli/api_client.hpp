@@ -3,8 +3,10 @@
 
 #include <functional>
 #include <optional>
-#include <string_view>
 #include <string>
+#include <string_view>
+
+#include "cli/http_client.hpp"
 
 namespace provisr::cli {
 
@@ -27,12 +29,6 @@ std::string apiUrlFromListen(const std::string& listen, const std::string& base_
 // its own authority); nullopt means the system's trusted authorities.
 std::optional<std::string> resolveCaFile();
 
-struct HttpResponse {
-  int status = 0;     // 0 when the daemon could not be reached
-  std::string body;
-  std::string error;  // transport error when status == 0
-};
-
 class ApiClient {
  public:
   explicit ApiClient(std::string base_url, std::optional<std::string> token = std::nullopt);
@@ -47,6 +43,8 @@ class ApiClient {
  private:
   HttpResponse request(const char* method, const std::string& path_and_query,
                        const std::string& body) const;
+  HttpResponse send(std::string_view method, const std::string& path_and_query, const std::string& body,
+                    const std::function<bool(std::string_view)>* on_chunk) const;
   std::string base_url_;
   std::optional<std::string> token_;
   std::optional<std::string> ca_file_;

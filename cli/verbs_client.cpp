@@ -13,6 +13,7 @@
 
 #include "cli/api_client.hpp"
 #include "cli/cli.hpp"
+#include "cli/json_indent.hpp"
 #include "common/config/loader.hpp"
 
 namespace provisr::cli {
@@ -63,6 +64,26 @@ int call(const ApiClient& client, const char* method, const std::string& path, c
     return kExitFailed;
   }
   return onOk(parsed);
+}
+
+// Sends one request and prints its reply as JSON (SPEC §3: 2-space indent, keys sorted): the
+// gateway's compact reply re-indented as it is; only a reply indentJson cannot copy is parsed
+// and dumped.
+int callPrintJson(const ApiClient& client, const char* method, const std::string& path, const std::string& body) {
+  HttpResponse r = std::string(method) == "GET" ? client.get(path) : client.post(path, body);
+  if (r.status == 0) return unreachable(client, r);
+  if (r.status < 200 || r.status >= 300) return failed(r);
+  if (auto text = indentJson(r.body)) {
+    std::cout << *text << "\n";
+    return kExitOk;
+  }
+  auto parsed = json::parse(r.body, nullptr, false);
+  if (parsed.is_discarded()) {
+    std::cerr << "provisr: the daemon answered something that is not JSON: " << r.body.substr(0, 200) << "\n";
+    return kExitFailed;
+  }
+  std::cout << parsed.dump(2) << "\n";
+  return kExitOk;
 }
 
 std::string cell(const json& row, const char* key) {
@@ -188,19 +209,25 @@ int runStatus(const ClientOptions& opts, const std::optional<std::string>& name,
         if (auto summary = componentSummary(client, true)) std::cerr << *summary << "\n";
       return rc;
     }
-    auto body = json::parse(r.body, nullptr, false);
-    if (body.is_discarded()) {
-      std::cerr << "provisr: the daemon answered something that is not JSON: " << r.body.substr(0, 200) << "\n";
-      return kExitFailed;
-    }
-    if (watch && !opts.json()) std::printf("\033[H\033[2J");
-    if (group && !opts.json()) {
-      json all = json::array();
-      for (auto& [member, rows] : body.items())
-        for (auto& row : rows) all.push_back(row);
-      printStatusTable(all);
+    // JSON output is the reply re-indented, without a parse (the common case off a terminal).
+    std::optional<std::string> text = opts.json() ? indentJson(r.body) : std::nullopt;
+    if (text) {
+      std::cout << *text << "\n";
     } else {
-      printJsonOrTable(opts, body);
+      auto body = json::parse(r.body, nullptr, false);
+      if (body.is_discarded()) {
+        std::cerr << "provisr: the daemon answered something that is not JSON: " << r.body.substr(0, 200) << "\n";
+        return kExitFailed;
+      }
+      if (watch && !opts.json()) std::printf("\033[H\033[2J");
+      if (group && !opts.json()) {
+        json all = json::array();
+        for (auto& [member, rows] : body.items())
+          for (auto& row : rows) all.push_back(row);
+        printStatusTable(all);
+      } else {
+        printJsonOrTable(opts, body);
+      }
     }
     if (!opts.json())
       if (auto summary = componentSummary(client, false)) std::printf("\n%s\n", summary->c_str());
@@ -216,11 +243,9 @@ int runAction(const ClientOptions& opts, const std::string& verb, const ActionOp
   std::string query = selectorQuery(action.name);
   if (action.wait) query += "&wait=" + urlEncode(*action.wait);
   if (action.dry_run) query += "&dry_run=1";
-  int rc = call(client, "POST", "/" + verb + "?" + query, "", [&](const json& body) {
-    if (action.dry_run || opts.json()) std::cout << body.dump(2) << "\n";
-    return kExitOk;
-  });
-  if (rc != kExitOk || action.dry_run || opts.json()) return rc;
+  if (action.dry_run || opts.json()) return callPrintJson(client, "POST", "/" + verb + "?" + query, "");
+  int rc = call(client, "POST", "/" + verb + "?" + query, "", [&](const json&) { return kExitOk; });
+  if (rc != kExitOk) return rc;
   // Show where the action left the instances it touched.
   std::string status_path = "/status?" + (action.name ? selectorQuery(action.name) : std::string("wildcard=*"));
   return call(client, "GET", status_path, "", [&](const json& body) {
@@ -234,10 +259,7 @@ int runGroupAction(const ClientOptions& opts, const std::string& verb, const std
   if (!validWait(wait)) return kExitUsage;
   ApiClient client = clientFor(opts);
   if (verb == "status") {
-    return call(client, "GET", "/group/status?group=" + urlEncode(group), "", [&](const json& body) {
-      std::cout << body.dump(2) << "\n";
-      return kExitOk;
-    });
+    return callPrintJson(client, "GET", "/group/status?group=" + urlEncode(group), "");
   }
   std::string path = "/group/" + verb + "?group=" + urlEncode(group);
   if (wait) path += "&wait=" + urlEncode(*wait);
@@ -397,20 +419,16 @@ int runScale(const ClientOptions& opts, const std::string& name, int instances) 
     std::cerr << "provisr: scale: the instance count must be 0 or more\n";
     return kExitUsage;
   }
-  return call(clientFor(opts), "POST",
-              "/scale?name=" + urlEncode(name) + "&instances=" + std::to_string(instances), "",
-              [&](const json& body) {
-                if (opts.json()) std::cout << body.dump(2) << "\n";
-                else std::cout << "Scaled " << name << " to " << instances << " instances\n";
-                return kExitOk;
-              });
+  const std::string path = "/scale?name=" + urlEncode(name) + "&instances=" + std::to_string(instances);
+  if (opts.json()) return callPrintJson(clientFor(opts), "POST", path, "");
+  return call(clientFor(opts), "POST", path, "", [&](const json&) {
+    std::cout << "Scaled " << name << " to " << instances << " instances\n";
+    return kExitOk;
+  });
 }
 
 int runReload(const ClientOptions& opts, bool dry_run) {
-  return call(clientFor(opts), "POST", dry_run ? "/reload?dry_run=1" : "/reload", "", [&](const json& body) {
-    std::cout << body.dump(2) << "\n";
-    return kExitOk;
-  });
+  return callPrintJson(clientFor(opts), "POST", dry_run ? "/reload?dry_run=1" : "/reload", "");
 }
 
 int runSimplePost(const ClientOptions& opts, const std::string& route, const std::string& done_message) {

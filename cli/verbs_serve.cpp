@@ -8,9 +8,8 @@
 #include <iostream>
 #include <vector>
 
-#include <httplib.h>
-
 #include "cli/cli.hpp"
+#include "cli/tls_handoff.hpp"
 #include "common/config/loader.hpp"
 #include "common/config/privilege.hpp"
 
@@ -33,14 +32,18 @@ std::string selfDir() {
 int runServe(const ServeOptions& serve) {
   config::LoadOptions opts;
   auto loaded = config::loadConfig(serve.config, opts);
-  for (const auto& d : loaded.diagnostics) std::cerr << d.str() << "\n";
   if (!loaded.ok()) {
+    for (const auto& d : loaded.diagnostics) std::cerr << d.str() << "\n";
     auto n = loaded.errors().size();
     std::cerr << "provisr: " << serve.config << ": invalid configuration (" << n << (n == 1 ? " error" : " errors")
               << "); nothing was started\n";
     return kExitFailed;
   }
   const auto& cfg = *loaded.config;
+  // The certificate check needs OpenSSL: provisr-tls runs this serve from the start (before
+  // anything is printed, so the warnings appear once).
+  if (cfg.server.tls.cert_file && cfg.server.tls.key_file && !tlsBuiltIn()) handOffToTls("serve with [server.tls]");
+  for (const auto& d : loaded.diagnostics) std::cerr << d.str() << "\n";
   std::string run_dir = cfg.daemon.run_dir;
   if (const char* env = std::getenv("PROVISR_RUN_DIR"); env && *env) run_dir = env;
   if (serve.run_dir) run_dir = *serve.run_dir;
@@ -49,8 +52,7 @@ int runServe(const ServeOptions& serve) {
   // The certificate and key load as the gateway will load them: a bad pair is a config error
   // here, not a gateway in a crash loop.
   if (cfg.server.tls.cert_file && cfg.server.tls.key_file) {
-    httplib::SSLServer probe(cfg.server.tls.cert_file->c_str(), cfg.server.tls.key_file->c_str());
-    if (!probe.is_valid()) {
+    if (!tlsPairLoads(*cfg.server.tls.cert_file, *cfg.server.tls.key_file)) {
       std::cerr << cfg.file << ": server.tls: cannot load the certificate " << *cfg.server.tls.cert_file
                 << " with the key " << *cfg.server.tls.key_file
                 << " (unreadable, not PEM, or the key does not match the certificate); nothing was started\n";
