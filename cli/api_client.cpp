@@ -23,6 +23,19 @@ std::optional<std::string>& configCaFile() {
   return ca;
 }
 
+// The config a client verb locates the daemon from (`--config F` or ./config.toml), loaded once
+// per process: resolveApiUrl and resolveToken both read it, and some verbs build their client
+// twice; a load with its programs directory was 80 % of `status --config F`.
+const config::LoadResult& clientConfig(const std::string& path) {
+  static std::optional<std::pair<std::string, config::LoadResult>> cached;
+  if (!cached || cached->first != path) {
+    config::LoadOptions opts;
+    opts.check_accounts = false;
+    cached.emplace(path, config::loadConfig(path, opts));
+  }
+  return cached->second;
+}
+
 }  // namespace
 
 std::optional<std::string> resolveCaFile() {
@@ -50,9 +63,7 @@ std::string resolveApiUrl(const std::optional<std::string>& api_url,
   if (!path && ::access("config.toml", R_OK) == 0) path = "config.toml";
   std::optional<std::string> fromConfig;
   if (path) {
-    config::LoadOptions opts;
-    opts.check_accounts = false;
-    auto loaded = config::loadConfig(*path, opts);
+    const auto& loaded = clientConfig(*path);
     if (loaded.ok()) {
       const auto& server = loaded.config->server;
       const bool tls = server.tls.cert_file && server.tls.key_file;
@@ -72,9 +83,7 @@ std::optional<std::string> resolveToken(const std::optional<std::string>& token,
   std::optional<std::string> path = config_path;
   if (!path && ::access("config.toml", R_OK) == 0) path = "config.toml";
   if (!path) return std::nullopt;
-  config::LoadOptions opts;
-  opts.check_accounts = false;
-  auto loaded = config::loadConfig(*path, opts);
+  const auto& loaded = clientConfig(*path);
   if (!loaded.ok()) return std::nullopt;
   const auto& auth = loaded.config->server.auth;
   if (auth.token && !auth.token->empty()) return auth.token;
