@@ -22,8 +22,11 @@ struct HttpOptions {
   std::string listen = "127.0.0.1:8080";  // host:port
   std::string base_path = "/api";
   // Worker threads. httplib keeps a thread per open connection, and each SSE stream holds one:
-  // the pool is the stream cap plus room for ordinary requests.
+  // the cap is the stream cap plus room for ordinary requests. The pool starts `min_threads`
+  // and grows on demand; a worker idle for `idle_exit` exits (down to min_threads).
   std::size_t threads = 64;
+  std::size_t min_threads = 2;
+  std::chrono::milliseconds idle_exit{10000};
   std::size_t max_body = 1u << 20;
   // A stream with nothing to send writes an SSE comment this often, so a client that went away
   // is noticed (the write fails) and its slot freed; only while a stream is open.

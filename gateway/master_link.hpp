@@ -26,10 +26,16 @@ class MasterLink {
   // wait); kUnavailable when the master does not answer in time.
   template <class Reply, class Request>
   Result<Reply> call(const Request& msg, std::chrono::milliseconds extra = std::chrono::milliseconds(0)) {
-    const std::uint64_t id = nextId_.fetch_add(1, std::memory_order_relaxed);
-    auto env = roundTrip(id, proto::encode(msg, id), extra);
+    auto env = request(msg, extra);
     if (!env) return env.error();
     return proto::decodeReply<Reply>(*env);
+  }
+
+  // The same round trip, the reply's envelope undecoded (for a caller with its own decoder).
+  template <class Request>
+  Result<proto::Envelope> request(const Request& msg, std::chrono::milliseconds extra = std::chrono::milliseconds(0)) {
+    const std::uint64_t id = nextId_.fetch_add(1, std::memory_order_relaxed);
+    return roundTrip(id, proto::encode(msg, id), extra);
   }
 
   // One encoded request out, the envelope with the same id back.

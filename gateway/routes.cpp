@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/util/version.hpp"
+#include "gateway/reply_decode.hpp"
 
 namespace provisr::gateway {
 namespace {
@@ -31,18 +32,25 @@ Result<Selector> requiredSelector(const Args& args) {
   return **sel;
 }
 
-// start / restart share everything but the message type.
+// A master request whose reply is an ActionReply (decoded in one pass: it may carry thousands
+// of statuses).
 template <class Msg>
-Result<Json> selectorAction(const Call& c, Context& ctx) {
+Result<proto::ActionReply> actionCall(Context& ctx, const Msg& msg, std::chrono::milliseconds extra = 0ms) {
+  auto env = ctx.master.request(msg, extra);
+  if (!env) return env.error();
+  return decodeActionReply(*env);
+}
+
+// start / stop / restart share everything but the message type.
+template <class Msg>
+Result<proto::ActionReply> selectorAction(const Call& c, Context& ctx) {
   auto sel = requiredSelector(c.args);
   if (!sel) return sel.error();
   auto wait = argWaitMs(c.args);
   if (!wait) return wait.error();
   auto dry = argFlag(c.args, "dry_run");
   if (!dry) return dry.error();
-  auto r = ctx.master.call<proto::ActionReply>(Msg{*sel, *wait, *dry}, extraWait(*wait));
-  if (!r) return r.error();
-  return renderAction(*r);
+  return actionCall(ctx, Msg{*sel, *wait, *dry}, extraWait(*wait));
 }
 
 // Paths in a spec from the API must be absolute and must not climb with `..` (DESIGN §6): there
@@ -134,59 +142,97 @@ std::optional<Error> rootProgramRefused(const std::string& spec, const Context& 
 
 // ---- handlers, one per route -------------------------------------------------------------------
 
-Result<Json> status(const Call& c, Context& ctx) {
+// What GET /status answers: the health check (no selector over HTTP), one instance's object, or
+// a list sorted by name.
+struct StatusAnswer {
+  bool health = false;
+  bool single = false;
+  std::vector<proto::InstanceStatus> instances;
+};
+
+Result<StatusAnswer> statusAnswer(const Call& c, Context& ctx) {
   auto sel = argSelector(c.args);
   if (!sel) return sel.error();
-  if (!*sel && c.transport == Transport::kHttp) return Json{{"ok", true}};  // the Go health probe
+  if (!*sel && c.transport == Transport::kHttp) return StatusAnswer{true, false, {}};  // the Go health probe
   auto sample = argFlag(c.args, "sample");
   if (!sample) return sample.error();
   proto::StatusRequest req{sel->value_or(Selector{SelectorKind::kAll, ""}), *sample};
-  auto r = ctx.master.call<proto::StatusReply>(req);
+  auto env = ctx.master.request(req);
+  if (!env) return env.error();
+  auto r = decodeStatusReply(*env);
   if (!r) return r.error();
-  if (r->single && r->instances.size() == 1) return renderStatus(r->instances.front());
+  if (r->single && r->instances.size() == 1) return StatusAnswer{false, true, std::move(r->instances)};
   if (req.selector.kind == SelectorKind::kName && r->instances.empty()) {
     return Error{ErrorCode::kNotFound, "no instance or program named '" + req.selector.value + "'"};
   }
-  return renderStatusList(std::move(r->instances));
+  return StatusAnswer{false, false, std::move(r->instances)};
 }
 
-Result<Json> start(const Call& c, Context& ctx) { return selectorAction<proto::Start>(c, ctx); }
+Result<Json> status(const Call& c, Context& ctx) {
+  auto a = statusAnswer(c, ctx);
+  if (!a) return a.error();
+  if (a->health) return Json{{"ok", true}};
+  if (a->single) return renderStatus(a->instances.front());
+  return renderStatusList(std::move(a->instances));
+}
 
-Result<Json> stop(const Call& c, Context& ctx) {
+Result<std::string> statusText(const Call& c, Context& ctx) {
+  auto a = statusAnswer(c, ctx);
+  if (!a) return a.error();
+  if (a->health) return std::string(R"({"ok":true})");
+  if (a->single) return renderStatusText(a->instances.front());
+  return renderStatusListText(a->instances);
+}
+
+// The routes whose answer is an ActionReply: a function giving the reply, rendered as a json
+// tree (ZeroMQ) or as text (HTTP).
+using ActionFetch = Result<proto::ActionReply> (*)(const Call&, Context&);
+
+template <ActionFetch Fetch>
+Result<Json> actionJson(const Call& c, Context& ctx) {
+  auto r = Fetch(c, ctx);
+  if (!r) return r.error();
+  return renderAction(*r);
+}
+
+template <ActionFetch Fetch>
+Result<std::string> actionText(const Call& c, Context& ctx) {
+  auto r = Fetch(c, ctx);
+  if (!r) return r.error();
+  return renderActionText(*r);
+}
+
+Result<proto::ActionReply> start(const Call& c, Context& ctx) { return selectorAction<proto::Start>(c, ctx); }
+
+Result<proto::ActionReply> stop(const Call& c, Context& ctx) {
   auto r = selectorAction<proto::Stop>(c, ctx);
   // Go: a stop that matched nothing succeeds.
-  if (!r && r.error().code == ErrorCode::kNotFound) return renderAction(proto::ActionReply{});
+  if (!r && r.error().code == ErrorCode::kNotFound) return proto::ActionReply{};
   return r;
 }
 
-Result<Json> restart(const Call& c, Context& ctx) { return selectorAction<proto::Restart>(c, ctx); }
+Result<proto::ActionReply> restart(const Call& c, Context& ctx) { return selectorAction<proto::Restart>(c, ctx); }
 
-Result<Json> registerProgram(const Call& c, Context& ctx) {
+Result<proto::ActionReply> registerProgram(const Call& c, Context& ctx) {
   auto spec = specJson(c);
   if (!spec) return spec.error();
   if (auto refused = rootProgramRefused(*spec, ctx)) return *refused;
-  auto r = ctx.master.call<proto::ActionReply>(proto::Register{*spec});
-  if (!r) return r.error();
-  return renderAction(*r);
+  return actionCall(ctx, proto::Register{*spec});
 }
 
-Result<Json> unregister(const Call& c, Context& ctx) {
+Result<proto::ActionReply> unregister(const Call& c, Context& ctx) {
   auto sel = requiredSelector(c.args);
   if (!sel) return sel.error();
-  auto r = ctx.master.call<proto::ActionReply>(proto::Unregister{*sel});
-  if (!r) return r.error();
-  return renderAction(*r);
+  return actionCall(ctx, proto::Unregister{*sel});
 }
 
-Result<Json> update(const Call& c, Context& ctx) {
+Result<proto::ActionReply> update(const Call& c, Context& ctx) {
   auto spec = specJson(c);
   if (!spec) return spec.error();
   if (auto refused = rootProgramRefused(*spec, ctx)) return *refused;
   auto wait = argWaitMs(c.args);
   if (!wait) return wait.error();
-  auto r = ctx.master.call<proto::ActionReply>(proto::Update{*spec, *wait}, extraWait(*wait));
-  if (!r) return r.error();
-  return renderAction(*r);
+  return actionCall(ctx, proto::Update{*spec, *wait}, extraWait(*wait));
 }
 
 Result<Json> groups(const Call&, Context& ctx) {
@@ -197,35 +243,59 @@ Result<Json> groups(const Call&, Context& ctx) {
   return renderGroups(*g, all->instances);
 }
 
-Result<Json> groupStatus(const Call& c, Context& ctx) {
+Result<proto::GroupStatusReply> groupStatusReply(const Call& c, Context& ctx) {
   auto g = argName(c.args, "group");
   if (!g) return g.error();
-  auto r = ctx.master.call<proto::GroupStatusReply>(proto::GroupStatus{*g});
+  auto env = ctx.master.request(proto::GroupStatus{*g});
+  if (!env) return env.error();
+  return decodeGroupStatusReply(*env);
+}
+
+Result<Json> groupStatus(const Call& c, Context& ctx) {
+  auto r = groupStatusReply(c, ctx);
   if (!r) return r.error();
   return renderGroupStatus(*r);
 }
 
+Result<std::string> groupStatusText(const Call& c, Context& ctx) {
+  auto r = groupStatusReply(c, ctx);
+  if (!r) return r.error();
+  return renderGroupStatusText(*r);
+}
+
 template <class Msg>
-Result<Json> groupAction(const Call& c, Context& ctx) {
+Result<proto::ActionReply> groupAction(const Call& c, Context& ctx) {
   auto g = argName(c.args, "group");
   if (!g) return g.error();
   auto wait = argWaitMs(c.args);
   if (!wait) return wait.error();
-  auto r = ctx.master.call<proto::ActionReply>(Msg{*g, *wait}, extraWait(*wait));
-  if (!r) return r.error();
-  return renderAction(*r);
+  return actionCall(ctx, Msg{*g, *wait}, extraWait(*wait));
 }
 
-Result<Json> groupStart(const Call& c, Context& ctx) { return groupAction<proto::GroupStart>(c, ctx); }
-Result<Json> groupStop(const Call& c, Context& ctx) { return groupAction<proto::GroupStop>(c, ctx); }
+Result<proto::ActionReply> groupStart(const Call& c, Context& ctx) { return groupAction<proto::GroupStart>(c, ctx); }
+Result<proto::ActionReply> groupStop(const Call& c, Context& ctx) { return groupAction<proto::GroupStop>(c, ctx); }
 
-Result<Json> debugProcesses(const Call& c, Context& ctx) {
+Result<std::vector<proto::InstanceStatus>> debugList(const Call& c, Context& ctx) {
   std::string pattern = argText(c.args, "pattern").value_or("*");
   if (pattern.empty()) pattern = "*";
   if (!isSafePattern(pattern)) return invalid("invalid pattern '" + pattern.substr(0, 80) + "'");
-  auto r = ctx.master.call<proto::StatusReply>(proto::StatusRequest{Selector{SelectorKind::kWildcard, pattern}, false});
+  auto env = ctx.master.request(proto::StatusRequest{Selector{SelectorKind::kWildcard, pattern}, false});
+  if (!env) return env.error();
+  auto r = decodeStatusReply(*env);
   if (!r) return r.error();
-  return renderDebugProcesses(r->instances);
+  return std::move(r->instances);
+}
+
+Result<Json> debugProcesses(const Call& c, Context& ctx) {
+  auto list = debugList(c, ctx);
+  if (!list) return list.error();
+  return renderDebugProcesses(*list);
+}
+
+Result<std::string> debugProcessesText(const Call& c, Context& ctx) {
+  auto list = debugList(c, ctx);
+  if (!list) return list.error();
+  return renderDebugProcessesText(*list);
 }
 
 Result<Json> logs(const Call& c, Context& ctx) {
@@ -292,15 +362,13 @@ Result<Json> settings(const Call&, Context& ctx) {
   return out;
 }
 
-Result<Json> scale(const Call& c, Context& ctx) {
+Result<proto::ActionReply> scale(const Call& c, Context& ctx) {
   auto name = argName(c.args, "name");
   if (!name) return name.error();
   auto n = argUint(c.args, "instances");
   if (!n) return n.error();
   if (!*n || **n > 1000) return invalid("instances must be an integer from 0 to 1000");
-  auto r = ctx.master.call<proto::ActionReply>(proto::Scale{*name, static_cast<std::uint32_t>(**n)});
-  if (!r) return r.error();
-  return renderAction(*r);
+  return actionCall(ctx, proto::Scale{*name, static_cast<std::uint32_t>(**n)});
 }
 
 Result<Json> reload(const Call& c, Context& ctx) {
@@ -339,22 +407,25 @@ Result<Json> metricsGone(const Call&, Context&) {
 
 // THE table. Paths are under base_path.
 constexpr std::array kRoutes = {
-    Route{"GET", "/status", "status", Access::kStatus, status},
-    Route{"POST", "/start", "start", Access::kFull, start},
-    Route{"POST", "/stop", "stop", Access::kFull, stop},
-    Route{"POST", "/restart", "restart", Access::kFull, restart},
-    Route{"POST", "/register", "register", Access::kRegistration, registerProgram},
-    Route{"POST", "/unregister", "unregister", Access::kRegistration, unregister},
-    Route{"POST", "/update", "update", Access::kRegistration, update},
+    Route{"GET", "/status", "status", Access::kStatus, status, nullptr, statusText},
+    Route{"POST", "/start", "start", Access::kFull, actionJson<start>, nullptr, actionText<start>},
+    Route{"POST", "/stop", "stop", Access::kFull, actionJson<stop>, nullptr, actionText<stop>},
+    Route{"POST", "/restart", "restart", Access::kFull, actionJson<restart>, nullptr, actionText<restart>},
+    Route{"POST", "/register", "register", Access::kRegistration, actionJson<registerProgram>, nullptr,
+          actionText<registerProgram>},
+    Route{"POST", "/unregister", "unregister", Access::kRegistration, actionJson<unregister>, nullptr,
+          actionText<unregister>},
+    Route{"POST", "/update", "update", Access::kRegistration, actionJson<update>, nullptr, actionText<update>},
     Route{"GET", "/groups", "groups", Access::kRead, groups},
-    Route{"GET", "/group/status", "group_status", Access::kRead, groupStatus},
-    Route{"POST", "/group/start", "group_start", Access::kFull, groupStart},
-    Route{"POST", "/group/stop", "group_stop", Access::kFull, groupStop},
-    Route{"GET", "/debug/processes", "debug_processes", Access::kRead, debugProcesses},
+    Route{"GET", "/group/status", "group_status", Access::kRead, groupStatus, nullptr, groupStatusText},
+    Route{"POST", "/group/start", "group_start", Access::kFull, actionJson<groupStart>, nullptr,
+          actionText<groupStart>},
+    Route{"POST", "/group/stop", "group_stop", Access::kFull, actionJson<groupStop>, nullptr, actionText<groupStop>},
+    Route{"GET", "/debug/processes", "debug_processes", Access::kRead, debugProcesses, nullptr, debugProcessesText},
     Route{"GET", "/processes/([^/]+)/logs", "logs", Access::kRead, logs, logsStream},
     Route{"GET", "/processes/([^/]+)/spec", "spec", Access::kFull, spec},
     Route{"GET", "/settings/status", "settings", Access::kFull, settings},
-    Route{"POST", "/scale", "scale", Access::kFull, scale},
+    Route{"POST", "/scale", "scale", Access::kFull, actionJson<scale>, nullptr, actionText<scale>},
     Route{"POST", "/reload", "reload", Access::kFull, reload},
     Route{"POST", "/reopen-logs", "reopen_logs", Access::kFull, reopenLogs},
     Route{"POST", "/shutdown", "shutdown", Access::kFull, shutdown},
@@ -381,6 +452,17 @@ const Route* findOp(std::string_view op) {
 Result<Json> runRoute(const Route& route, const Call& call, Context& ctx) {
   try {
     return route.handler(call, ctx);
+  } catch (const std::exception& e) {
+    return Error{ErrorCode::kInternal, std::string("internal error in ") + std::string(route.path) + ": " + e.what()};
+  }
+}
+
+Result<std::string> runRouteText(const Route& route, const Call& call, Context& ctx) {
+  try {
+    if (route.text) return route.text(call, ctx);
+    auto r = route.handler(call, ctx);
+    if (!r) return r.error();
+    return r->dump(-1, ' ', false, Json::error_handler_t::replace);
   } catch (const std::exception& e) {
     return Error{ErrorCode::kInternal, std::string("internal error in ") + std::string(route.path) + ": " + e.what()};
   }

@@ -44,6 +44,10 @@ struct Context {
 using Handler = Result<Json> (*)(const Call&, Context&);
 // For streaming (SSE) routes: the event topic prefix to follow, or nullopt to answer normally.
 using StreamTopic = Result<std::optional<std::string>> (*)(const Args&);
+// The same answer as `Handler`, rendered as JSON text without a json tree (byte for byte the
+// Handler's body dumped): the routes whose replies carry a status per instance have one, and the
+// HTTP edge prefers it — a status of thousands of instances is one string, not a tree of maps.
+using TextHandler = Result<std::string> (*)(const Call&, Context&);
 
 struct Route {
   std::string_view method;  // "GET" | "POST"
@@ -52,6 +56,7 @@ struct Route {
   Access access;
   Handler handler;
   StreamTopic stream = nullptr;
+  TextHandler text = nullptr;
 };
 
 std::span<const Route> routeTable();
@@ -59,6 +64,8 @@ const Route* findOp(std::string_view op);
 
 // Runs a route's handler, never throwing: an exception becomes kInternal.
 Result<Json> runRoute(const Route& route, const Call& call, Context& ctx);
+// The route's text handler if it has one, else its handler's body dumped; never throws.
+Result<std::string> runRouteText(const Route& route, const Call& call, Context& ctx);
 
 // Reads run_dir/components.json into the /health body.
 Result<Json> readHealth(const std::string& run_dir, std::int64_t now_ms);

@@ -9,6 +9,7 @@
 #include <map>
 
 #include "common/config/loader.hpp"
+#include "gateway/json_text.hpp"
 
 namespace provisr::gateway {
 namespace {
@@ -148,7 +149,9 @@ Result<Json> parseJsonBody(std::string_view body) {
 
 // ---- rendering -------------------------------------------------------------------------------
 
-std::string rfc3339Ms(std::int64_t ms) {
+namespace {
+// rfc3339Ms into a caller's buffer; returns the length (24 for years 0000-9999).
+std::size_t formatRfc3339Ms(std::int64_t ms, char (&buf)[64]) {
   std::int64_t secs = ms / 1000;
   std::int64_t rem = ms % 1000;
   if (rem < 0) {
@@ -158,10 +161,15 @@ std::string rfc3339Ms(std::int64_t ms) {
   const auto t = static_cast<std::time_t>(secs);
   std::tm tm{};
   ::gmtime_r(&t, &tm);
+  const int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(rem));
+  return n < 0 ? 0 : std::min<std::size_t>(static_cast<std::size_t>(n), sizeof buf - 1);
+}
+}  // namespace
+
+std::string rfc3339Ms(std::int64_t ms) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(rem));
-  return buf;
+  return std::string(buf, formatRfc3339Ms(ms, buf));
 }
 
 Json timeOrNull(const std::optional<std::int64_t>& ms) { return ms ? Json(rfc3339Ms(*ms)) : Json(nullptr); }
@@ -253,22 +261,27 @@ Json renderGroupStatus(const proto::GroupStatusReply& reply) {
   return out;
 }
 
+namespace {
+// The Go API's health_check of GET /debug/processes.
+const char* debugHealth(const proto::InstanceStatus& s) {
+  switch (s.state) {
+    case proto::InstanceState::kRunning: return s.pid ? "healthy" : "no_pid";
+    case proto::InstanceState::kStarting:
+    case proto::InstanceState::kStopping:
+    case proto::InstanceState::kBackoff: return "transitioning";
+    default: return "not_running";
+  }
+}
+}  // namespace
+
 Json renderDebugProcesses(const std::vector<proto::InstanceStatus>& list) {
   auto sorted = list;
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   Json out = Json::array();
   for (const auto& s : sorted) {
-    const char* health = "not_running";
-    switch (s.state) {
-      case proto::InstanceState::kRunning: health = s.pid ? "healthy" : "no_pid"; break;
-      case proto::InstanceState::kStarting:
-      case proto::InstanceState::kStopping:
-      case proto::InstanceState::kBackoff: health = "transitioning"; break;
-      default: break;
-    }
     out.push_back(Json{{"status", renderStatus(s)},
                        {"internal_state", std::string(proto::wireName(s.state))},
-                       {"health_check", health}});
+                       {"health_check", debugHealth(s)}});
   }
   return out;
 }
@@ -319,6 +332,232 @@ Json renderLogLines(const proto::LogLines& ev) {
     lines.push_back(Json{{"offset", l.offset}, {"stream", std::string(proto::wireName(l.stream))}, {"text", l.text}});
   }
   return Json{{"instance", ev.key}, {"lines", lines}, {"dropped", ev.dropped}};
+}
+
+// ---- rendering as text -------------------------------------------------------------------------
+// Keys are written in the order nlohmann's std::map-backed objects dump them: sorted bytewise.
+
+namespace {
+
+using json::appendBool;
+using json::appendInt;
+using json::appendKey;
+using json::appendString;
+using json::appendUint;
+
+void appendTime(std::string& out, const std::optional<std::int64_t>& ms) {
+  if (!ms) {
+    json::appendNull(out);
+    return;
+  }
+  char buf[64];
+  const std::size_t n = formatRfc3339Ms(*ms, buf);
+  out.push_back('"');
+  out.append(buf, n);  // digits, '-', ':', '.', 'T', 'Z': nothing to escape
+  out.push_back('"');
+}
+
+void appendOptInt(std::string& out, const std::optional<std::int32_t>& v) {
+  if (v) {
+    appendInt(out, *v);
+  } else {
+    json::appendNull(out);
+  }
+}
+
+void appendOptString(std::string& out, const std::optional<std::string>& v) {
+  if (v) {
+    appendString(out, *v);
+  } else {
+    json::appendNull(out);
+  }
+}
+
+// A wire name (an enum's fixed lower-case name): nothing to escape.
+template <class E>
+void appendWireName(std::string& out, E e) {
+  out.push_back('"');
+  out.append(proto::wireName(e));
+  out.push_back('"');
+}
+
+void appendStringArray(std::string& out, const std::vector<std::string>& v) {
+  out.push_back('[');
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    appendString(out, v[i]);
+  }
+  out.push_back(']');
+}
+
+std::vector<const proto::InstanceStatus*> sortedByName(const std::vector<proto::InstanceStatus>& list) {
+  std::vector<const proto::InstanceStatus*> sorted;
+  sorted.reserve(list.size());
+  for (const auto& s : list) sorted.push_back(&s);
+  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
+  return sorted;
+}
+
+// What one status takes as text, to reserve the whole list at once (paths and names vary).
+constexpr std::size_t kStatusTextGuess = 640;
+
+void appendStatusList(std::string& out, const std::vector<proto::InstanceStatus>& list) {
+  out.push_back('[');
+  bool first = true;
+  for (const auto* s : sortedByName(list)) {
+    if (!first) out.push_back(',');
+    first = false;
+    appendStatus(out, *s);
+  }
+  out.push_back(']');
+}
+
+void appendPlanStep(std::string& out, const proto::PlanStep& step) {
+  out.push_back('{');
+  appendKey(out, "action");
+  appendWireName(out, step.action);
+  out.push_back(',');
+  appendKey(out, "band");
+  appendInt(out, step.band);
+  out.push_back(',');
+  appendKey(out, "instances");
+  appendStringArray(out, step.instances);
+  out.push_back(',');
+  appendKey(out, "program");
+  appendString(out, step.program);
+  out.push_back(',');
+  appendKey(out, "reason");
+  appendString(out, step.reason);
+  out.push_back('}');
+}
+
+}  // namespace
+
+void appendStatus(std::string& out, const proto::InstanceStatus& s) {
+  out.push_back('{');
+  appendKey(out, "adopted");
+  appendBool(out, s.adopted);
+  out.append(",\"cpu_seconds\":");
+  if (s.cpu_seconds) {
+    json::appendDouble(out, *s.cpu_seconds);
+  } else {
+    json::appendNull(out);
+  }
+  out.append(",\"exit_code\":");
+  appendOptInt(out, s.exit_code);
+  out.append(",\"exit_error\":");
+  appendOptString(out, s.exit_error);
+  out.append(",\"exit_signal\":");
+  appendOptInt(out, s.exit_signal);
+  out.append(",\"groups\":");
+  appendStringArray(out, s.groups);
+  out.append(",\"instance\":");
+  appendUint(out, s.instance);
+  out.append(",\"last_start_error\":");
+  appendOptString(out, s.last_start_error);
+  out.append(",\"log\":{\"stderr\":");
+  appendString(out, s.log.stderr_path);
+  out.append(",\"stdout\":");
+  appendString(out, s.log.stdout_path);
+  out.append("},\"log_dropped_bytes\":");
+  appendUint(out, s.log_dropped_bytes);
+  out.append(",\"name\":");
+  appendString(out, s.name);
+  out.append(",\"pid\":");
+  appendOptInt(out, s.pid);
+  out.append(",\"priority\":");
+  appendInt(out, s.priority);
+  out.append(",\"program\":");
+  appendString(out, s.program);
+  out.append(",\"provisioned\":");
+  appendBool(out, s.provisioned);
+  out.append(",\"restarts\":");
+  appendUint(out, s.restarts);
+  out.append(",\"rss_bytes\":");
+  if (s.rss_bytes) {
+    appendUint(out, *s.rss_bytes);
+  } else {
+    json::appendNull(out);
+  }
+  out.append(",\"running\":");
+  appendBool(out, s.running);
+  out.append(",\"started_at\":");
+  appendTime(out, s.started_at);
+  out.append(",\"state\":");
+  appendWireName(out, s.state);
+  out.append(",\"stopped_at\":");
+  appendTime(out, s.stopped_at);
+  out.append(",\"uptime_ms\":");
+  appendUint(out, s.uptime_ms);
+  out.push_back('}');
+}
+
+std::string renderStatusText(const proto::InstanceStatus& s) {
+  std::string out;
+  out.reserve(kStatusTextGuess);
+  appendStatus(out, s);
+  return out;
+}
+
+std::string renderStatusListText(const std::vector<proto::InstanceStatus>& list) {
+  std::string out;
+  out.reserve(2 + list.size() * kStatusTextGuess);
+  appendStatusList(out, list);
+  return out;
+}
+
+std::string renderActionText(const proto::ActionReply& reply) {
+  std::string out;
+  out.reserve(64 + reply.instances.size() * kStatusTextGuess + reply.plan.size() * 128);
+  out.append("{\"instances\":");
+  appendStatusList(out, reply.instances);
+  out.append(",\"ok\":true,\"plan\":[");
+  for (std::size_t i = 0; i < reply.plan.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    appendPlanStep(out, reply.plan[i]);
+  }
+  out.append("],\"timed_out\":");
+  appendBool(out, reply.timed_out);
+  out.push_back('}');
+  return out;
+}
+
+std::string renderGroupStatusText(const proto::GroupStatusReply& reply) {
+  std::size_t n = 0;
+  for (const auto& [member, list] : reply.members) n += list.size();
+  std::string out;
+  out.reserve(2 + n * kStatusTextGuess);
+  out.push_back('{');
+  bool first = true;
+  for (const auto& [member, list] : reply.members) {  // a std::map: sorted as nlohmann's keys
+    if (!first) out.push_back(',');
+    first = false;
+    appendString(out, member);
+    out.push_back(':');
+    appendStatusList(out, list);
+  }
+  out.push_back('}');
+  return out;
+}
+
+std::string renderDebugProcessesText(const std::vector<proto::InstanceStatus>& list) {
+  std::string out;
+  out.reserve(2 + list.size() * (kStatusTextGuess + 80));
+  out.push_back('[');
+  bool first = true;
+  for (const auto* s : sortedByName(list)) {
+    if (!first) out.push_back(',');
+    first = false;
+    out.append("{\"health_check\":\"");
+    out.append(debugHealth(*s));
+    out.append("\",\"internal_state\":");
+    appendWireName(out, s->state);
+    out.append(",\"status\":");
+    appendStatus(out, *s);
+    out.push_back('}');
+  }
+  out.push_back(']');
+  return out;
 }
 
 // ---- errors ----------------------------------------------------------------------------------

@@ -67,6 +67,16 @@ Json renderDebugProcesses(const std::vector<proto::InstanceStatus>& list);
 // their instance and `next` a map instance → offset.
 Json renderLogs(const std::string& name, const proto::LogsReply& reply);
 Json renderReload(const proto::ReloadReply& reply);
+
+// The same bodies as JSON text written straight into one string, without a json tree: equal,
+// byte for byte, to renderX(...).dump(-1, ' ', false, error_handler_t::replace). The HTTP edge
+// uses these for the replies that carry a status per instance (thousands at scale).
+void appendStatus(std::string& out, const proto::InstanceStatus& s);
+std::string renderStatusText(const proto::InstanceStatus& s);
+std::string renderStatusListText(const std::vector<proto::InstanceStatus>& list);  // sorted by name
+std::string renderActionText(const proto::ActionReply& reply);
+std::string renderGroupStatusText(const proto::GroupStatusReply& reply);
+std::string renderDebugProcessesText(const std::vector<proto::InstanceStatus>& list);
 // The pushed events as the PUB and SSE streams carry them.
 Json renderStateChanged(const proto::StateChanged& ev);
 Json renderLogLines(const proto::LogLines& ev);
