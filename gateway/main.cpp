@@ -1,5 +1,6 @@
 // provisr-gateway: parses flags, loads [server]/[metrics], opens the HTTP, metrics and ZeroMQ
 // edges, and runs the main loop (signals + ZeroMQ) until SIGTERM/SIGINT.
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -182,6 +183,12 @@ int run(const Flags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Memory: glibc gives each thread that allocates its own arena (up to 8 per core), and keeps
+  // what a large reply used in them. Two arenas are enough for two cores of HTTP workers; a fixed
+  // mmap threshold (glibc otherwise raises it to the largest block freed) keeps the big blocks of
+  // a status-all (its text, its decoded list) in their own mappings, returned when freed.
+  ::mallopt(M_ARENA_MAX, 2);
+  ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   Flags flags;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
