@@ -19,7 +19,7 @@
 #include "tests/support/wait.hpp"
 
 // tests_integration links no CLI library: the client is compiled into this test directly.
-#include "cli/http_client.cpp"
+#include "cli/http_client.hpp"
 
 using namespace provisr::cli;
 using namespace provisr::cli::http;

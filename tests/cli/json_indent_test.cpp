@@ -8,7 +8,7 @@
 #include <string>
 
 // tests_integration links no CLI library: the indenter is compiled into this test directly.
-#include "cli/json_indent.cpp"
+#include "cli/json_indent.hpp"
 
 using nlohmann::json;
 using provisr::cli::indentJson;
