@@ -346,7 +346,7 @@ TEST_CASE("http request: GET and POST against a loopback listener", "[cli][http]
   }
 }
 
-TEST_CASE("http request: a listener that never answers times out; a closed port is refused", "[cli][http]") {
+TEST_CASE("http request: a listener that never answers times out and a closed port is refused", "[cli][http]") {
   {
     Listener silent("", /*hold=*/true);
     Timeouts t;

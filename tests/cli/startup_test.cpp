@@ -8,7 +8,7 @@
 
 using namespace provisr::test;
 
-TEST_CASE("provisr needs no TLS, HTTP or config-parser shared library; provisr-tls has the TLS", "[cli][startup]") {
+TEST_CASE("provisr needs no TLS or HTTP or config-parser shared library and provisr-tls has the TLS", "[cli][startup]") {
   if (::access("/usr/bin/readelf", X_OK) != 0) {
     WARN("no /usr/bin/readelf: not checked");
     return;
