@@ -106,7 +106,8 @@ PROVISR_CHILD_CODE int childMain(void* arg) {
   }
 
   struct rlimit rl {};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != kChildNofile) {
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rl.rlim_cur != kChildNofile || (childNofileMax != 0 && rl.rlim_max > childNofileMax))) {
+    if (childNofileMax != 0 && rl.rlim_max > childNofileMax) rl.rlim_max = childNofileMax;
     rl.rlim_cur = rl.rlim_max < kChildNofile ? rl.rlim_max : kChildNofile;
     if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) childFail(a, Stage::kRlimit, errno);
   }

@@ -48,6 +48,10 @@ int childMain(void* args);
 
 // The soft RLIMIT_NOFILE every child gets (DESIGN.md §4 item 7).
 inline constexpr unsigned long kChildNofile = 1024;
+// The hard RLIMIT_NOFILE children get back: the one the spawner started with, before it raised
+// its own for the descriptors it holds per child (0: keep the spawner's). Set once at start,
+// before the fork server is forked.
+inline unsigned long childNofileMax = 0;
 inline constexpr std::size_t kChildStackSize = 256 * 1024;
 
 // clone3 with the CLONE_* flags below, the child running fn(arg) on the given stack and exiting

@@ -26,10 +26,12 @@
 #include "common/util/clock.hpp"
 #include "common/util/event_loop.hpp"
 #include "common/util/fd.hpp"
+#include "common/util/nofile.hpp"
 #include "spawner/cgroup.hpp"
 #include "spawner/fd_store_client.hpp"
 #include "spawner/fork_server.hpp"
 #include "spawner/journal.hpp"
+#include "spawner/launch_child.hpp"
 #include "spawner/spawner_core.hpp"
 
 namespace provisr::spawner {
@@ -168,14 +170,6 @@ void shareSocket(const std::string& dir, const std::string& sockPath) {
   ::chmod(sockPath.c_str(), 0600);
 }
 
-void raiseNofile() {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) logLine(std::string("cannot raise RLIMIT_NOFILE: ") + std::strerror(errno));
-  }
-}
-
 int run(int argc, char** argv) {
   Flags flags = parseFlags(argc, argv);
   ::umask(077);  // sockets and files are born private; children get their own umask
@@ -187,7 +181,8 @@ int run(int argc, char** argv) {
   makeDir(dir);
   const std::string sockPath = dir + "/spawner.sock";
   if (sockPath.size() > kMaxIpcPath) die(kExitPermanent, "socket path " + sockPath + " is over 107 bytes");
-  raiseNofile();
+  if (rlimit rl{}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY) detail::childNofileMax = rl.rlim_max;
+  if (std::string err = provisr::raiseNofile(); !err.empty()) logLine(err);
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
     logLine(std::string("PR_SET_CHILD_SUBREAPER failed: ") + std::strerror(errno));
   }

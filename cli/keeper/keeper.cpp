@@ -13,6 +13,7 @@
 
 #include "cli/keeper/log.hpp"
 #include "cli/keeper/process.hpp"
+#include "common/util/nofile.hpp"
 
 namespace provisr::keeper {
 namespace {
@@ -60,9 +61,7 @@ Status Keeper::init() {
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return makeError(ErrorCode::kInternal, std::string("PR_SET_CHILD_SUBREAPER: ") + std::strerror(errno));
   // The fd store holds up to three fds per managed child.
   ::getrlimit(RLIMIT_NOFILE, &startNofile_);
-  rlimit raised = startNofile_;
-  raised.rlim_cur = raised.rlim_max;
-  if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) logLine(std::string("cannot raise RLIMIT_NOFILE: ") + std::strerror(errno));
+  if (std::string err = raiseNofile(); !err.empty()) logLine(err);
 
   auto loop = EventLoop::create(clock_);
   if (!loop) return loop.error();
