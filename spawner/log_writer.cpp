@@ -409,14 +409,7 @@ LogStream::LogStream(UniqueFd pipe, std::shared_ptr<LogFile> file, LogScratch& s
   if (fl >= 0) ::fcntl(pipe_.get(), F_SETFL, fl | O_NONBLOCK);
   int cap = ::fcntl(pipe_.get(), F_GETPIPE_SZ);
   scratch_.ensureCapacity(cap > 0 ? static_cast<std::size_t>(cap) : 65536);
-  if (!hold_.read.valid() || !hold_.write.valid()) {
-    std::array<int, 2> fds{};
-    if (::pipe2(fds.data(), O_CLOEXEC | O_NONBLOCK) == 0) {
-      hold_.read.reset(fds[0]);
-      hold_.write.reset(fds[1]);
-      ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(kHoldPipeSize));
-    }
-  } else {
+  if (hold_.read.valid() && hold_.write.valid()) {
     int n = 0;  // adopted from the keeper: it may hold a partial line from the last spawner
     if (::ioctl(hold_.read.get(), FIONREAD, &n) == 0) holdBytes_ = static_cast<std::size_t>(n);
   }
@@ -509,7 +502,20 @@ PumpResult LogStream::pumpSplice(bool flushPartial, std::size_t budget) {
   }
 }
 
+// Made on the first partial line to hold (only a shared file holds any): a stream alone on its
+// file never needs one, and two fewer descriptors per stream is what lets a spawner with a
+// default RLIMIT_NOFILE hold thousands of children.
+void LogStream::ensureHold() {
+  if (hold_.read.valid() && hold_.write.valid()) return;
+  std::array<int, 2> fds{};
+  if (::pipe2(fds.data(), O_CLOEXEC | O_NONBLOCK) != 0) return;  // toHold() then writes as it is
+  hold_.read.reset(fds[0]);
+  hold_.write.reset(fds[1]);
+  ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(kHoldPipeSize));
+}
+
 void LogStream::toHold(std::size_t n) {
+  ensureHold();
   std::size_t left = n;
   while (left > 0) {
     ssize_t r = hold_.write ? ::splice(pipe_.get(), nullptr, hold_.write.get(), nullptr, left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK) : -1;

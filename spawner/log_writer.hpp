@@ -228,6 +228,7 @@ class LogStream {
   std::size_t spliceToFile(int src, std::size_t want, const char* data);
   std::size_t dropFrom(int src, std::size_t n);
   void flushHold();
+  void ensureHold();
   void toHold(std::size_t n);
   void writeCopied(const std::string& out, std::size_t rawBytes);
 
