@@ -161,21 +161,29 @@ class Indenter {
       out_.put(' ');
       skipSpace();
       if (!value(depth + 1)) return false;
-      skipSpace();
-      if (atEnd()) return false;
-      if (peek() == ',') {
-        ++pos_;
-        copyTo(pos_);
-        newline(depth + 1);
-        skipSpace();
-        continue;
-      }
-      if (peek() != '}') return false;
-      copyTo(pos_);
-      newline(depth);
-      ++pos_;  // the '}' goes out with the next span
-      return true;
+      const int next = separator(depth, '}');
+      if (next < 0) return false;
+      if (next == 0) return true;
     }
+  }
+
+  // After a member or an element: a ',' (another follows, on a line of its own) or the closing
+  // bracket (on a line of its own at `depth`). 1: another follows, 0: closed, -1: malformed.
+  int separator(int depth, char close) {
+    skipSpace();
+    if (atEnd()) return -1;
+    if (peek() == ',') {
+      ++pos_;
+      copyTo(pos_);
+      newline(depth + 1);
+      skipSpace();
+      return 1;
+    }
+    if (peek() != close) return -1;
+    copyTo(pos_);
+    newline(depth);
+    ++pos_;  // the bracket goes out with the next span
+    return 0;
   }
 
   bool array(int depth) {
@@ -189,20 +197,9 @@ class Indenter {
     newline(depth + 1);
     for (;;) {
       if (!value(depth + 1)) return false;
-      skipSpace();
-      if (atEnd()) return false;
-      if (peek() == ',') {
-        ++pos_;
-        copyTo(pos_);
-        newline(depth + 1);
-        skipSpace();
-        continue;
-      }
-      if (peek() != ']') return false;
-      copyTo(pos_);
-      newline(depth);
-      ++pos_;
-      return true;
+      const int next = separator(depth, ']');
+      if (next < 0) return false;
+      if (next == 0) return true;
     }
   }
 

@@ -19,6 +19,7 @@
 
 #include "spawner/launcher.hpp"
 #include "spawner/reaper.hpp"
+#include "tests/spawner/launch_failures.hpp"
 #include "tests/spawner/test_support.hpp"
 
 namespace provisr::spawner {
@@ -173,30 +174,7 @@ TEST_CASE("fork server: exec and chdir failures come back with stage and errno a
   ServerGuard server;
   test::TempDir dir;
   LaunchFailure why;
-  SECTION("not executable") {
-    const std::string f = dir.str("plain.txt");
-    std::ofstream(f) << "hello\n";
-    ::chmod(f.c_str(), 0644);
-    LaunchRequest req;
-    req.argv = {f};
-    req.env = test::baseEnv();
-    auto r = launch(req, &why);
-    REQUIRE_FALSE(r.ok());
-    CHECK(why.stage == "exec");
-    CHECK(why.sysErrno == EACCES);
-    CHECK(r.error().message.find("errno 13") != std::string::npos);
-  }
-  SECTION("missing cwd") {
-    LaunchRequest req;
-    req.argv = {helper("sleeper"), "0"};
-    req.env = test::baseEnv();
-    req.cwd = dir.str("missing");
-    auto r = launch(req, &why);
-    REQUIRE_FALSE(r.ok());
-    CHECK(why.stage == "chdir");
-    CHECK(why.sysErrno == ENOENT);
-    CHECK(r.error().message.find(dir.str("missing")) != std::string::npos);
-  }
+  test::checkStageFailures(dir, why);
   CHECK(forkserver::stats().launches >= 1);
   // The failed child was reaped inside launch: only the server is left.
   CHECK(listChildren() == std::vector<pid_t>{forkserver::pid()});

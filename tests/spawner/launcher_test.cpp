@@ -12,6 +12,7 @@
 #include <map>
 #include <sstream>
 
+#include "tests/spawner/launch_failures.hpp"
 #include "tests/spawner/test_support.hpp"
 
 namespace provisr::spawner {
@@ -154,30 +155,7 @@ TEST_CASE("exec failures and a bad cwd come back as errors with errno", "[spawne
     CHECK(why.sysErrno == ENOENT);
     CHECK(r.error().message.find("not found") != std::string::npos);
   }
-  SECTION("not executable") {
-    std::string f = dir.str("plain.txt");
-    std::ofstream(f) << "hello\n";
-    ::chmod(f.c_str(), 0644);
-    LaunchRequest req;
-    req.argv = {f};
-    req.env = test::baseEnv();
-    auto r = launch(req, &why);
-    REQUIRE_FALSE(r.ok());
-    CHECK(why.stage == "exec");
-    CHECK(why.sysErrno == EACCES);
-    CHECK(r.error().message.find("errno 13") != std::string::npos);
-  }
-  SECTION("missing cwd") {
-    LaunchRequest req;
-    req.argv = {helper("sleeper"), "0"};
-    req.env = test::baseEnv();
-    req.cwd = dir.str("missing");
-    auto r = launch(req, &why);
-    REQUIRE_FALSE(r.ok());
-    CHECK(why.stage == "chdir");
-    CHECK(why.sysErrno == ENOENT);
-    CHECK(r.error().message.find(dir.str("missing")) != std::string::npos);
-  }
+  test::checkStageFailures(dir, why);
   SECTION("unknown user") {
     LaunchRequest req;
     req.argv = {helper("sleeper"), "0"};

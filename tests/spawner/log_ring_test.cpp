@@ -122,6 +122,34 @@ class RefRing {
   std::array<std::string, 2> partial_;
 };
 
+// A chunk of lines of random lengths, maybe ending mid-line: one time in `manyOneIn` up to `most`
+// lines, else up to 5; one line in `longOneIn` near or over the ring's line cap.
+template <class Pick>
+std::string randomChunk(Pick& pick, std::size_t manyOneIn, std::size_t most, std::size_t longOneIn) {
+  std::string chunk;
+  const std::size_t lines = pick(manyOneIn) == 0 ? pick(most) : pick(6);
+  for (std::size_t l = 0; l < lines; ++l) {
+    const std::size_t len = pick(longOneIn) == 0
+                                ? LogRing::kMaxLineBytes - 2 + pick(5) + (pick(2) ? LogRing::kMaxLineBytes : 0)
+                                : pick(120);
+    chunk.append(len, static_cast<char>('a' + pick(26)));
+    chunk += '\n';
+  }
+  chunk.append(pick(3) == 0 ? pick(50) : 0, 'p');
+  return chunk;
+}
+
+// The ring's tail of up to `count` lines is the reference ring's, line for line.
+void sameTail(LogRing& ring, const RefRing& ref, std::size_t count) {
+  const auto t = ring.tail(0, count);
+  REQUIRE(t.lines.size() == ref.lines.size());
+  for (std::size_t k = 0; k < t.lines.size(); ++k) {
+    REQUIRE(t.lines[k].offset == ref.lines[k].offset);
+    REQUIRE(t.lines[k].stream == ref.lines[k].stream);
+    REQUIRE(t.lines[k].text == ref.lines[k].text);
+  }
+}
+
 TEST_CASE("ring matches the one-string-per-line ring on random chunks", "[spawner]") {
   for (unsigned seed = 1; seed <= 60; ++seed) {
     CAPTURE(seed);
@@ -131,16 +159,7 @@ TEST_CASE("ring matches the one-string-per-line ring on random chunks", "[spawne
     LogRing ring(cap, 77);
     RefRing ref(cap, 77);
     for (int step = 0; step < 80; ++step) {
-      // A chunk of lines of random lengths (a few overlong), maybe ending mid-line.
-      std::string chunk;
-      const std::size_t lines = pick(4) == 0 ? pick(200) : pick(6);
-      for (std::size_t l = 0; l < lines; ++l) {
-        const std::size_t len = pick(30) == 0 ? LogRing::kMaxLineBytes - 2 + pick(5) + (pick(2) ? LogRing::kMaxLineBytes : 0)
-                                              : pick(120);
-        chunk.append(len, static_cast<char>('a' + pick(26)));
-        chunk += '\n';
-      }
-      chunk.append(pick(3) == 0 ? pick(50) : 0, 'p');
+      const std::string chunk = randomChunk(pick, 4, 200, 30);
       const auto stream = pick(3) == 0 ? LogStreamKind::kStderr : LogStreamKind::kStdout;
       if (pick(20) == 0) {
         ring.flushPartial(stream);
@@ -150,13 +169,7 @@ TEST_CASE("ring matches the one-string-per-line ring on random chunks", "[spawne
       ref.append(stream, chunk);
       REQUIRE(ring.nextOffset() == ref.next());
       REQUIRE(ring.size() == ref.lines.size());
-      const auto t = ring.tail(0, cap + 5);
-      REQUIRE(t.lines.size() == ref.lines.size());
-      for (std::size_t k = 0; k < t.lines.size(); ++k) {
-        REQUIRE(t.lines[k].offset == ref.lines[k].offset);
-        REQUIRE(t.lines[k].stream == ref.lines[k].stream);
-        REQUIRE(t.lines[k].text == ref.lines[k].text);
-      }
+      sameTail(ring, ref, cap + 5);
     }
   }
 }
@@ -184,15 +197,7 @@ TEST_CASE("ring fed from a file (appendFile) matches the one-string-per-line rin
     std::array<std::shared_ptr<const UniqueFd>, 2> files{tempFile(), tempFile()};
     std::array<std::uint64_t, 2> ends{0, 0};
     for (int step = 0; step < 60; ++step) {
-      std::string chunk;
-      const std::size_t lines = pick(3) == 0 ? pick(5000) : pick(6);
-      for (std::size_t l = 0; l < lines; ++l) {
-        const std::size_t len = pick(400) == 0 ? LogRing::kMaxLineBytes - 2 + pick(5) + (pick(2) ? LogRing::kMaxLineBytes : 0)
-                                               : pick(120);
-        chunk.append(len, static_cast<char>('a' + pick(26)));
-        chunk += '\n';
-      }
-      chunk.append(pick(3) == 0 ? pick(50) : 0, 'p');
+      const std::string chunk = randomChunk(pick, 3, 5000, 400);
       const auto stream = pick(3) == 0 ? LogStreamKind::kStderr : LogStreamKind::kStdout;
       const auto si = static_cast<std::size_t>(stream);
       if (pick(15) == 0) {  // a rotation: a fresh file
@@ -215,13 +220,7 @@ TEST_CASE("ring fed from a file (appendFile) matches the one-string-per-line rin
         ref.flush(stream);
       }
       REQUIRE(ring.nextOffset() == ref.next());
-      const auto t = ring.tail(0, cap + 5);
-      REQUIRE(t.lines.size() == ref.lines.size());
-      for (std::size_t k = 0; k < t.lines.size(); ++k) {
-        REQUIRE(t.lines[k].offset == ref.lines[k].offset);
-        REQUIRE(t.lines[k].stream == ref.lines[k].stream);
-        REQUIRE(t.lines[k].text == ref.lines[k].text);
-      }
+      sameTail(ring, ref, cap + 5);
     }
   }
 }
