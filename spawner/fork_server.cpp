@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "common/util/scm.hpp"
 #include "spawner/reaper.hpp"
 
 namespace provisr::spawner::forkserver {
@@ -353,27 +354,12 @@ bool receiveReply(Client& c, Reply* r, int* fd) {
     if (rc < 0 && errno != EINTR) return false;
     if (rc > 0) break;
   }
-  iovec iov{r, sizeof *r};
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))];
-  msghdr m{};
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = ctl;
-  m.msg_controllen = sizeof ctl;
-  ssize_t n;
+  RecvWithFds got;
   do {
-    n = ::recvmsg(c.sock.get(), &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  for (cmsghdr* h = n > 0 ? CMSG_FIRSTHDR(&m) : nullptr; h != nullptr; h = CMSG_NXTHDR(&m, h)) {
-    if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS && h->cmsg_len >= CMSG_LEN(sizeof(int))) {
-      std::memcpy(fd, CMSG_DATA(h), sizeof(int));
-    }
-  }
-  if (n != static_cast<ssize_t>(sizeof *r) || r->magic != kMagic) {
-    if (*fd >= 0) ::close(*fd);
-    *fd = -1;
-    return false;
-  }
+    got = recvWithFds(c.sock.get(), reinterpret_cast<char*>(r), sizeof *r, MSG_DONTWAIT);
+  } while (got.n < 0 && errno == EINTR);
+  if (got.n != static_cast<ssize_t>(sizeof *r) || r->magic != kMagic) return false;  // any fd closes with `got`
+  if (!got.fds.empty()) *fd = got.fds.front().release();
   return true;
 }
 
@@ -488,21 +474,9 @@ Result launch(const detail::ChildArgs& a, int v2Dir) {
       if (std::chrono::steady_clock::now() - c.lastFork < kRestartInterval) break;  // a crash loop, or fork fails
       if (!forkLocked(c)) break;
     }
-    iovec iov{buf.data(), buf.size()};
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
-    m.msg_control = ctl;
-    m.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* cm = CMSG_FIRSTHDR(&m);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
     ssize_t n;
     do {
-      n = ::sendmsg(c.sock.get(), &m, MSG_NOSIGNAL);
+      n = sendWithFds(c.sock.get(), std::string_view(buf.data(), buf.size()), fds, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
     if (n == static_cast<ssize_t>(buf.size())) {
       sent = true;
